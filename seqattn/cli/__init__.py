@@ -1,0 +1,115 @@
+"""Command-line interface: a thin Typer layer over the library.
+
+``main()`` is the one place where errors become output and exit codes:
+
+* a :class:`~seqattn.errors.SeqattnError` -> ``error: <message>`` on stderr, its exit code
+  (1 runtime failure, 2 bad usage or bad input);
+* a usage error found by the argument parser -> ``error: ...``, exit 2;
+* Ctrl-C -> exit 130; a closed stdout pipe (``| head -1``) -> quiet exit;
+* anything unexpected -> a one-line ``error: internal error ...``; with ``--debug`` (anywhere on
+  the command line) or ``SEQATTN_DEBUG=1`` the traceback is shown as well.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+from collections.abc import Sequence
+
+from seqattn.cli import align, evaluate, explain, train, translate  # noqa: F401  (registers)
+from seqattn.cli.app import STATE, app, debug_from_env, err_console
+from seqattn.cli.output import PipeClosed
+from seqattn.errors import SeqattnError
+
+__all__ = ["app", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``seqattn`` console script and ``python -m seqattn``."""
+    sys.exit(run(argv))
+
+
+def run(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI and return the exit code instead of exiting (used by tests)."""
+    import typer
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    STATE["debug"] = debug_from_env() or "--debug" in args[: _end_of_options(args)]
+    if STATE["debug"]:  # accepted anywhere, not only before the command
+        args = [a for i, a in enumerate(args) if not (a == "--debug" and i < _end_of_options(args))]
+        args.insert(0, "--debug")
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=args, prog_name="seqattn", standalone_mode=False)
+        sys.stdout.flush()
+        if code == 130:  # Typer turns Ctrl-C into exit code 130 without a word
+            _error("interrupted")
+        return code if isinstance(code, int) else 0
+    except (BrokenPipeError, PipeClosed):
+        return _closed_pipe()
+    except SystemExit as e:  # Typer's own closed-pipe handling exits 1; report it like ours
+        if isinstance(e.__context__, OSError) and e.__context__.errno == errno.EPIPE:
+            return _closed_pipe()
+        raise
+    except KeyboardInterrupt:
+        _error("interrupted")
+        return 130
+    except SeqattnError as e:
+        _error(str(e))
+        return e.exit_code
+    except typer.Abort:
+        _error("aborted")
+        return 130
+    except Exception as e:  # noqa: BLE001  (the one place that reports every failure)
+        return _report(e)
+
+
+def _end_of_options(args: list[str]) -> int:
+    return args.index("--") if "--" in args else len(args)
+
+
+def _report(e: Exception) -> int:
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+
+    if isinstance(e, NoArgsIsHelpError):
+        sys.stdout.write(e.format_message() + "\n")
+        return 0
+    if isinstance(e, ClickException):
+        ctx = getattr(e, "ctx", None)
+        where = f"'{ctx.command_path} --help'" if ctx is not None else "'seqattn --help'"
+        _error(f"{e.format_message()} (see {where})")
+        return e.exit_code
+    if isinstance(e, OSError) and e.errno is not None:  # disk full, permission denied, ...
+        name = f": '{e.filename}'" if e.filename else ""
+        _error(f"{e.strerror or e}{name}")
+        return 1
+    if isinstance(e, MemoryError):
+        _error("out of memory; try a smaller batch (--batch-tokens) or a smaller model")
+        return 1
+    _error(f"internal error: {type(e).__name__}: {e} (this is a bug; please report it)")
+    return 1
+
+
+def _error(message: str) -> None:
+    """Print one ``error: ...`` line on stderr (plus the traceback in debug mode)."""
+    console = err_console()
+    if STATE["debug"]:
+        console.print_exception(show_locals=False) if sys.exc_info()[0] else None
+    line = " ".join(message.split())  # always one line
+    hint = "" if STATE["debug"] else " [dim](--debug shows the traceback)[/dim]"
+    unexpected = "internal error" in line
+    from rich.markup import escape
+
+    console.print(f"[bold red]error:[/bold red] {escape(line)}{hint if unexpected else ''}",
+                  soft_wrap=True)
+
+
+def _closed_pipe() -> int:
+    """The reader went away (``| head -1``): stop quietly, as ``cat`` would."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass
+    return 141  # 128 + SIGPIPE, what a shell reports for a command killed by a closed pipe

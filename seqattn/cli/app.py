@@ -1,0 +1,92 @@
+"""The Typer application object, global options and the helpers every command shares.
+
+Nothing here imports torch: ``seqattn --help`` must stay fast. Commands import the library
+(and through it torch) inside their bodies.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Annotated
+
+import typer
+
+from seqattn import __version__
+
+app = typer.Typer(
+    name="seqattn",
+    help=(
+        "Neural machine translation that shows its attention.\n\n"
+        "Train Bahdanau, Luong or Transformer models, translate with an alignment table, "
+        "extract word alignments, score with sacreBLEU, and explore one attention step."
+    ),
+    epilog="Run 'seqattn COMMAND --help' for examples. Docs: README.md",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+# Global state set by the callback (the CLI is one process, one invocation).
+STATE = {"debug": False, "quiet": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"seqattn {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _global(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show full tracebacks (also SEQATTN_DEBUG=1).")
+    ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only warnings and errors on stderr.")
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    STATE["debug"] = STATE["debug"] or debug
+    STATE["quiet"] = quiet
+    setup_logging()
+
+
+def err_console():  # noqa: ANN201 (rich imported lazily)
+    """The Rich console for everything that is not data: progress, logs, warnings, errors.
+
+    Rich turns colour off by itself when stderr is not a terminal or ``NO_COLOR`` is set.
+    """
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def out_console():  # noqa: ANN201
+    """A Rich console on stdout, for commands whose data is a table meant for people."""
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def setup_logging() -> None:
+    """Library log records go to stderr through Rich (plain text when not a terminal)."""
+    from rich.logging import RichHandler
+
+    level = logging.DEBUG if STATE["debug"] else logging.WARNING if STATE["quiet"] else logging.INFO
+    logger = logging.getLogger("seqattn")
+    logger.handlers.clear()
+    handler = RichHandler(console=err_console(), show_path=False, show_time=False,
+                          rich_tracebacks=False, markup=False)
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+
+
+def debug_from_env() -> bool:
+    return os.environ.get("SEQATTN_DEBUG", "").strip() not in ("", "0", "false", "no")

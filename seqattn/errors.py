@@ -1,0 +1,32 @@
+"""Typed errors raised by the library.
+
+The library never prints or exits; the CLI turns a :class:`SeqattnError` into a one-line
+``error: ...`` message on stderr and exits with the error's ``exit_code``:
+1 for a runtime failure, 2 for bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+
+class SeqattnError(Exception):
+    """Base class of every error seqattn raises on purpose. Runtime failure: exit code 1."""
+
+    exit_code = 1
+
+
+class UsageError(SeqattnError):
+    """The user asked for something invalid (bad flag value, bad vector, ...). Exit code 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UsageError):
+    """A configuration file or ``--set`` override is invalid."""
+
+
+class DataError(UsageError):
+    """An input file is missing, unreadable, empty, misaligned or not valid UTF-8."""
+
+
+class CheckpointError(UsageError):
+    """A model directory is missing, incomplete, incompatible or corrupt."""
