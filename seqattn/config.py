@@ -353,3 +353,26 @@ def _check_range(value: Any, path: str, meta: Any) -> None:
 
 def _show(value: Any) -> str:
     return f"{type(value).__name__} {value!r}" if not isinstance(value, str) else repr(value)
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def preset_names() -> list[str]:
+    """Names of the example configs shipped with the package (``--preset NAME``)."""
+    from importlib import resources
+
+    folder = resources.files("seqattn") / "presets"
+    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
+
+
+def preset_path(name: str) -> Path:
+    """The YAML file of a shipped preset; unknown names list the valid ones."""
+    from importlib import resources
+
+    names = preset_names()
+    if name not in names:
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise ConfigError(f"unknown preset '{name}'; {hint}choose one of: {', '.join(names)}")
+    return Path(str(resources.files("seqattn") / "presets" / f"{name}.yaml"))

@@ -3,52 +3,123 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from seqattn.cli.app import app
+from seqattn.cli.app import app, err_console
 
 EXAMPLES = """
 [bold]Examples[/bold]
+
+  seqattn train --preset sample-tiny --out runs/sample        [dim]# minutes on a CPU, from the repository root[/dim]
 
   seqattn train --preset transformer-small --set data.train_src=train.en --set data.train_tgt=train.de --set data.valid_src=val.en --set data.valid_tgt=val.de --out runs/ende
 
   seqattn train my.yaml --set model.hidden_size=512 --set training.max_steps=20000
 
-  seqattn train my.yaml --out runs/ende --resume        [dim]# continue an interrupted run[/dim]
+  seqattn train --out runs/ende --resume                      [dim]# continue an interrupted run[/dim]
 
-  torchrun --nproc_per_node=2 -m seqattn train my.yaml  [dim]# data-parallel[/dim]
+  torchrun --nproc_per_node=2 -m seqattn train my.yaml --out runs/ende   [dim]# data-parallel[/dim]
+
+Presets: bahdanau-gru, luong-lstm, transformer-small, sample-tiny (copy one from
+seqattn/presets/ to start your own). Ctrl-C saves a checkpoint; --resume continues from it.
 """
 
 
 @app.command(epilog=EXAMPLES)
 def train(
     config: Annotated[
-        Path | None, typer.Argument(help="YAML config (sections: data, model, training, decoding).")
+        Path | None, typer.Argument(help="YAML config (sections: data, model, training, decoding).",
+                                    show_default=False)
     ] = None,
     preset: Annotated[
-        str | None, typer.Option("--preset", help="Start from a shipped preset config by name.")
+        str | None, typer.Option("--preset", help="Start from a shipped preset config by name.",
+                                 show_default=False)
     ] = None,
     overrides: Annotated[
         list[str] | None,
-        typer.Option("--set", metavar="KEY=VALUE", help="Override a config key, e.g. model.hidden_size=512."),
+        typer.Option("--set", metavar="KEY=VALUE", show_default=False,
+                     help="Override a config key, e.g. model.hidden_size=512 (repeatable)."),
     ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", "-o", help="Model directory to write [default: runs/NAME].")
+        Path | None, typer.Option("--out", "-o", show_default=False,
+                                  help="Model directory to write [default: runs/CONFIG_NAME].")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run saved in --out exactly where it stopped.")
+        bool, typer.Option("--resume", help="Continue the run saved in --out where it stopped.")
     ] = False,
     device: Annotated[
-        str | None, typer.Option("--device", help="cpu, cuda, cuda:N (overrides training.device).")
+        str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides "
+                                 "training.device).", show_default=False)
     ] = None,
 ) -> None:
     """Train a Bahdanau / Luong RNN or a Transformer on plain parallel text.
 
     Writes a self-contained model directory: weights (safetensors), the resolved config (YAML),
-    the sentencepiece model(s), a JSON-lines training log and the training state.
+    the sentencepiece model(s), seqattn.json, a JSON-lines log (train.jsonl) and the training
+    state for --resume.
     """
-    from seqattn.errors import SeqattnError
+    from seqattn.config import load_config, preset_path
+    from seqattn.errors import UsageError
+    from seqattn.train import train as run_training
 
-    raise SeqattnError("'seqattn train' is not available in this version yet")
+    if config is not None and preset is not None:
+        raise UsageError("give either CONFIG or --preset, not both")
+    if config is None and preset is None and not (resume and out is not None):
+        raise UsageError("give a CONFIG file or --preset NAME (or --out DIR --resume)")
+    source = config if config is not None else preset_path(preset) if preset else None
+    if source is None:
+        source = out / "config.yaml"  # resuming with the stored config
+    cfg = load_config(source, overrides or [])
+    if out is None:
+        out = Path("runs") / (preset or Path(source).stem)
+    summary = run_training(cfg, out, resume=resume, device=device, reporter=RichReporter())
+    best = summary["best"]
+    err_console().print(
+        f"done: {summary['step']} steps in {summary['seconds']:.0f} s; best {summary['metric']} "
+        f"{best:.2f}; model in {out}" if best is not None else f"done; model in {out}")
+
+
+class RichReporter:
+    """Progress on stderr: a live bar on a terminal, log lines otherwise."""
+
+    def __init__(self) -> None:
+        self.console = err_console()
+        self.progress: Any = None
+        self.task: Any = None
+
+    def start(self, step: int, max_steps: int) -> None:
+        if not self.console.is_terminal:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                                 console=self.console, transient=False)
+        self.task = self.progress.add_task("train", total=max_steps, completed=step, stats="")
+        self.progress.start()
+
+    def update(self, r: dict[str, Any]) -> None:
+        stats = (f"loss {r['loss']:.3f} ppl {r['ppl']:.1f} {r['tokens_per_s']:,.0f} tok/s "
+                 f"lr {r['lr']:.2e}")
+        if self.progress is not None:
+            self.progress.update(self.task, completed=r["step"], stats=stats)
+        else:
+            self.console.print(f"step {r['step']}: {stats}")
+
+    def validated(self, r: dict[str, Any]) -> None:
+        mark = " (best)" if r["improved"] else ""
+        self.console.print(f"valid @ {r['step']}: loss {r['loss']:.3f} ppl {r['ppl']:.2f} "
+                           f"bleu {r['bleu']:.2f} chrf {r['chrf']:.2f}{mark}")
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+            self.progress = None

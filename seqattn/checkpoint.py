@@ -1,0 +1,182 @@
+"""A model is a directory; nothing in it is ever unpickled.
+
+Layout::
+
+    config.yaml          the resolved configuration (yaml.safe_load)
+    model.safetensors    weights of the best checkpoint (what translate/align use)
+    spm.model            joint sentencepiece model, or src.spm.model + tgt.spm.model
+    seqattn.json         format version, vocabulary sizes, step and scores of the weights
+    last.safetensors     weights of the latest checkpoint      } only while/after training,
+    train_state.pt       optimiser, schedule, RNG, data position } for --resume
+    train.jsonl          every logged and validation figure
+
+Every file is written atomically (temporary file, flush, fsync, rename), so a crash leaves the
+previous version intact. ``train_state.pt`` holds tensors and plain numbers only and is read with
+``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from seqattn.errors import CheckpointError, ConfigError
+
+FORMAT_VERSION = 1
+
+
+def _umask_mode() -> int:
+    """The mode a plain ``open()`` would give a new file (mkstemp uses 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+CONFIG, WEIGHTS, META = "config.yaml", "model.safetensors", "seqattn.json"
+LAST_WEIGHTS, TRAIN_STATE, TRAIN_LOG = "last.safetensors", "train_state.pt", "train.jsonl"
+JOINT_SPM, SRC_SPM, TGT_SPM = "spm.model", "src.spm.model", "tgt.spm.model"
+
+
+@contextmanager
+def atomic_open(path: Path, mode: str = "w") -> Any:
+    """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
+
+    On any error the temporary file is removed and ``path`` keeps its previous content.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
+    with atomic_open(path, "wb" if binary else "w") as f:
+        write(f)
+
+
+def save_weights(model: Any, path: Path) -> None:
+    """Write the model's parameters and buffers to ``path`` in safetensors format, atomically."""
+    from safetensors.torch import save_model
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        save_model(model, tmp)  # handles tied (shared) tensors
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_weights(model: Any, path: Path, device: str = "cpu") -> None:
+    """Load safetensors weights into ``model``; a missing or corrupt file is a CheckpointError."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_model
+
+    if not path.is_file():
+        raise CheckpointError(f"weights file '{path}' is missing")
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False, device=device)
+    except (SafetensorError, OSError, ValueError) as e:
+        raise CheckpointError(f"weights file '{path}' is corrupt or truncated ({e})") from None
+    except RuntimeError as e:  # shape mismatch: the file belongs to another configuration
+        first = str(e).strip().splitlines()[-1].strip()
+        raise CheckpointError(f"weights file '{path}' does not fit its config.yaml ({first})") \
+            from None
+    if missing or unexpected:
+        what = f"missing {missing[:3]}" if missing else f"unexpected {unexpected[:3]}"
+        raise CheckpointError(f"weights file '{path}' does not fit its config.yaml ({what})")
+
+
+def write_meta(model_dir: Path, meta: dict[str, Any]) -> None:
+    data = {"format": FORMAT_VERSION, **meta}
+    atomic_write(model_dir / META, lambda f: f.write(json.dumps(data, indent=2) + "\n"))
+
+
+def read_meta(model_dir: Path) -> dict[str, Any]:
+    path = model_dir / META
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise CheckpointError(f"'{model_dir}' is not a seqattn model directory "
+                              f"({META} is missing)") from None
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"'{path}' is corrupt (not JSON)") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"'{model_dir}' was written by an incompatible seqattn version "
+                              f"(format {meta.get('format') if isinstance(meta, dict) else '?'},"
+                              f" this version reads {FORMAT_VERSION})")
+    return meta
+
+
+def spm_paths(model_dir: Path) -> tuple[Path, Path]:
+    """The (source, target) sentencepiece models of a directory (the same file if joint)."""
+    joint = model_dir / JOINT_SPM
+    if joint.is_file():
+        return joint, joint
+    src, tgt = model_dir / SRC_SPM, model_dir / TGT_SPM
+    if src.is_file() and tgt.is_file():
+        return src, tgt
+    raise CheckpointError(f"'{model_dir}' has no sentencepiece model ({JOINT_SPM}, or "
+                          f"{SRC_SPM} and {TGT_SPM})")
+
+
+@dataclass
+class LoadedModel:
+    """Everything needed to translate: the model in eval mode, its vocabularies and config."""
+
+    model: Any
+    cfg: Any
+    src_vocab: Any
+    tgt_vocab: Any
+    meta: dict[str, Any]
+    path: Path
+
+
+def load_model_dir(model_dir: str | Path, device: str = "cpu",
+                   weights: str = WEIGHTS) -> LoadedModel:
+    """Load a model directory written by ``seqattn train``."""
+    from seqattn.config import load_config
+    from seqattn.data import Vocab
+    from seqattn.models import build_model
+
+    model_dir = Path(model_dir)
+    if not model_dir.exists():
+        raise CheckpointError(f"model directory '{model_dir}' does not exist")
+    if not model_dir.is_dir():
+        raise CheckpointError(f"'{model_dir}' is a file; give a model directory")
+    meta = read_meta(model_dir)
+    try:
+        cfg = load_config(model_dir / CONFIG)
+    except ConfigError as e:
+        raise CheckpointError(f"model directory '{model_dir}': {e}") from None
+    src_path, tgt_path = spm_paths(model_dir)
+    src_vocab = Vocab(src_path)
+    tgt_vocab = src_vocab if tgt_path == src_path else Vocab(tgt_path)
+    if (len(src_vocab), len(tgt_vocab)) != (meta.get("src_vocab"), meta.get("tgt_vocab")):
+        raise CheckpointError(f"'{model_dir}': the sentencepiece models do not match the "
+                              "vocabulary sizes the weights were trained with")
+    model = build_model(cfg.model, len(src_vocab), len(tgt_vocab))
+    load_weights(model, model_dir / weights, device="cpu")
+    model.to(device).eval()
+    return LoadedModel(model, cfg, src_vocab, tgt_vocab, meta, model_dir)
