@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from seqattn.errors import DataError
+from seqattn.textio import read_lines
 
 PAD, UNK, BOS, EOS = 0, 1, 2, 3
 log = logging.getLogger(__name__)
@@ -26,35 +27,9 @@ log = logging.getLogger(__name__)
 # --------------------------------------------------------------------------- text files
 
 
-def read_lines(path: str | Path) -> list[str]:
-    """All lines of a UTF-8 text file, without line endings (CRLF included).
-
-    Raises :class:`DataError` naming the file (and the line, for invalid UTF-8).
-    """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"file '{path}' does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"'{path}' is a directory, not a text file") from None
-    except PermissionError:
-        raise DataError(f"file '{path}' cannot be read (permission denied)") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = raw.count(b"\n", 0, e.start) + 1
-        raise DataError(f"file '{path}' line {line} is not valid UTF-8 "
-                        f"(byte 0x{raw[e.start]:02x}); convert the file to UTF-8") from None
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the final newline ends the last line; it does not start a new one
-    return [line.rstrip("\r") for line in lines]
-
-
 def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str, str]]:
     """Line-aligned (source, target) pairs; mismatched line counts are an error."""
-    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    src, tgt = read_lines(src_path, allow_empty=True), read_lines(tgt_path, allow_empty=True)
     if len(src) != len(tgt):
         raise DataError(f"'{src_path}' has {len(src)} lines but '{tgt_path}' has {len(tgt)}; "
                         "parallel files must have one line per sentence pair")

@@ -1,27 +1,337 @@
-"""``seqattn evaluate``: sacreBLEU scores and alignment error rate."""
+"""``seqattn evaluate``: sacreBLEU scores (see seqattn.evaluate) and alignment error rate
+(see seqattn.aer). Neither path imports torch; sacrebleu loads only when a command runs."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from seqattn.cli.app import app
+from seqattn.cli.app import app, out_console
+from seqattn.cli.output import emit
+
+if TYPE_CHECKING:
+    from seqattn.aer import AlignmentScores
+    from seqattn.evaluate import Evaluation
 
 EXAMPLES = """
 [bold]Examples[/bold]
 
-  seqattn evaluate -r test.de system1.de system2.de
+  seqattn evaluate -r test.de rnn.de transformer.de
+
+  seqattn evaluate -r test.de -r test.alt.de hyp.de --metrics bleu,chrf++   [dim]# 2 references[/dim]
+
+  seqattn evaluate -r test.tok.de hyp.tok.de --lowercase --tokenize none   [dim]# paper convention[/dim]
+
+  seqattn evaluate -r test.de --baseline rnn.de transformer.de --seed 1   [dim]# significance[/dim]
+
+  seqattn evaluate -r test.de hyp.de --sentence | jq -c 'select(.scores.bleu < 10)'
+
+  seqattn evaluate --sets sets.yaml --baseline rnn --format json > scores.json
+
+  [dim]# sets.yaml: set name -> refs (a path or a list) and hyps (system name -> path);[/dim]
+  [dim]# relative paths are relative to the YAML file[/dim]
+  test2016:
+    refs: test_2016_flickr.de
+    hyps: {rnn: rnn.2016.de, transformer: tf.2016.de}
+  test2017:
+    refs:
+      - test_2017_flickr.de
+    hyps: {rnn: rnn.2017.de, transformer: tf.2017.de}
+
+  seqattn evaluate --align test.align --gold test.talp --gold-one-indexed   [dim]# AER[/dim]
 """
+
+FORMATS = ("table", "json", "tsv")
+
+
+S, P, A = "Scores", "Significance", "Alignments (AER)"  # help panels
+HypsArg = Annotated[list[str] | None, typer.Argument(
+    metavar="HYP", help="Hypothesis files, one sentence per line ('-': stdin).")]
+RefsOpt = Annotated[list[str] | None, typer.Option(
+    "--ref", "-r", metavar="REF", help="Reference file; repeat for several.")]
+SetsOpt = Annotated[str | None, typer.Option(
+    "--sets", metavar="YAML", help="Several test sets at once, from a YAML file (see the examples).")]
+FormatOpt = Annotated[str | None, typer.Option(
+    "--format", "-f", help="table (default), json or tsv; with --sentence: jsonl.")]
+MetricsOpt = Annotated[list[str] | None, typer.Option(
+    "--metric", "--metrics", metavar="NAMES", rich_help_panel=S,
+    help="bleu, chrf, chrf++, ter: comma-separated or repeated. Default: bleu,chrf,ter.")]
+LowercaseOpt = Annotated[bool, typer.Option(
+    "--lowercase", rich_help_panel=S,
+    help="Lowercase before scoring (BLEU, chrF; TER is case-insensitive).")]
+TokenizeOpt = Annotated[str | None, typer.Option(
+    "--tokenize", metavar="TOK", rich_help_panel=S,
+    help="BLEU tokenizer: 13a (default), none (text is tokenized already), intl, char, zh, ...")]
+SentenceOpt = Annotated[bool, typer.Option(
+    "--sentence", rich_help_panel=S,
+    help="Per-sentence scores, one JSON line per sentence and system.")]
+BaselineOpt = Annotated[str | None, typer.Option(
+    "--baseline", "-b", metavar="HYP", rich_help_panel=P,
+    help="Test every system against this one: a hypothesis file (with --sets: a system name).")]
+PairedTestOpt = Annotated[str, typer.Option(
+    "--paired-test", metavar="bs|ar", rich_help_panel=P,
+    help="Paired bootstrap resampling or approximate randomization.")]
+BsNOpt = Annotated[int, typer.Option(
+    "--paired-bs-n", min=1, rich_help_panel=P,
+    help="Bootstrap resamples (also the confidence intervals of ar).")]
+ArNOpt = Annotated[int, typer.Option(
+    "--paired-ar-n", min=1, rich_help_panel=P, help="Approximate randomization trials.")]
+SeedOpt = Annotated[int, typer.Option("--seed", min=1, rich_help_panel=P, help="Random seed.")]
+AlignOpt = Annotated[list[str] | None, typer.Option(
+    "--align", metavar="PHARAOH", rich_help_panel=A,
+    help="Score word alignments (0-indexed 'i-j' lines); repeat for several.")]
+GoldOpt = Annotated[str | None, typer.Option(
+    "--gold", metavar="TALP", rich_help_panel=A,
+    help="Gold alignments: 'i-j' sure, 'ipj' possible links.")]
+OneIndexedOpt = Annotated[bool, typer.Option(
+    "--gold-one-indexed", rich_help_panel=A,
+    help="The gold counts words from 1 (as the NAACL 2003 sets do).")]
+ReverseOpt = Annotated[bool, typer.Option(
+    "--reverse", rich_help_panel=A,
+    help="The --align files are written target-source: swap each link.")]
 
 
 @app.command(epilog=EXAMPLES)
 def evaluate(
-    hyps: Annotated[list[Path] | None, typer.Argument(help="Hypothesis files.")] = None,
-    refs: Annotated[list[Path] | None, typer.Option("--ref", "-r", help="Reference file.")] = None,
+    hyps: HypsArg = None, refs: RefsOpt = None, sets: SetsOpt = None, fmt: FormatOpt = None,
+    metrics: MetricsOpt = None, lowercase: LowercaseOpt = False, tokenize: TokenizeOpt = None,
+    sentence: SentenceOpt = False, baseline: BaselineOpt = None, paired_test: PairedTestOpt = "bs",
+    paired_bs_n: BsNOpt = 1000, paired_ar_n: ArNOpt = 10000, seed: SeedOpt = 12345,
+    align: AlignOpt = None, gold: GoldOpt = None, gold_one_indexed: OneIndexedOpt = False,
+    reverse: ReverseOpt = False,
 ) -> None:
-    """Score translations with sacreBLEU (BLEU, chrF, TER)."""
-    from seqattn.errors import SeqattnError
+    """Score translations with sacreBLEU (BLEU, chrF, TER), or word alignments with AER.
 
-    raise SeqattnError("'seqattn evaluate' is not available in this version yet")
+    [bold]-r REF HYP...[/bold] scores each hypothesis file against the reference(s);
+    [bold]--sets YAML[/bold] scores several test sets in one table (a row per system, a column
+    group per set). Each score comes with its sacreBLEU signature; the notes under the table
+    (and the JSON) say which convention each number follows. --lowercase --tokenize none
+    scores lowercased, tokenized text as published Multi30k figures do.
+
+    [bold]--baseline HYP[/bold] adds sacreBLEU's paired test: mean ± 95% confidence interval of
+    each score and the p-value of its difference from the baseline.
+
+    [bold]--align PHARAOH --gold TALP[/bold] reports alignment error rate, precision, recall and
+    F1 (Och & Ney 2003); in JSON these are fractions in 0..1.
+    """
+    from seqattn.errors import UsageError
+
+    fmt_name = _check_format(fmt, sentence)
+    if align:
+        given = [name for name, value in [("HYP", hyps), ("--ref", refs), ("--sets", sets),
+                 ("--baseline", baseline), ("--sentence", sentence), ("--metric", metrics),
+                 ("--lowercase", lowercase), ("--tokenize", tokenize)] if value]
+        if given:
+            raise UsageError(f"--align scores alignments; it does not combine with {given[0]}")
+        if gold is None:
+            raise UsageError("--align needs --gold TALP, the gold alignments")
+        _evaluate_alignments(align, gold, gold_one_indexed, reverse, fmt_name)
+        return
+    if gold is not None or gold_one_indexed or reverse:
+        raise UsageError("--gold, --gold-one-indexed and --reverse need --align")
+    _evaluate_translations(hyps or [], refs or [], sets, metrics, lowercase, tokenize, sentence,
+                           fmt_name, (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
+
+
+def _check_format(fmt: str | None, sentence: bool) -> str:
+    from seqattn.errors import UsageError
+
+    if sentence:
+        if fmt not in (None, "json", "jsonl"):
+            raise UsageError("--sentence writes JSON lines; --format must be jsonl or left out")
+        return "jsonl"
+    if fmt is None:
+        return "table"
+    if fmt not in FORMATS:
+        raise UsageError(f"unknown format '{fmt}'; choose from {', '.join(FORMATS)}")
+    return fmt
+
+
+def _evaluate_translations(
+    hyps: list[str], refs: list[str], sets: str | None, metrics: list[str] | None,
+    lowercase: bool, tokenize: str | None, sentence: bool, fmt: str,
+    paired: tuple[str | None, str, int, int, int],  # baseline, test, bs_n, ar_n, seed
+) -> None:
+    from seqattn import evaluate as ev
+    from seqattn.errors import UsageError
+
+    baseline = paired[0]
+    if sets is not None:
+        if hyps or refs:
+            raise UsageError("give either --sets YAML or -r REF HYP..., not both")
+        test_sets = ev.load_sets(sets)
+    elif not refs or not (hyps or baseline):
+        raise UsageError("give -r REF and at least one HYP file, or --sets YAML")
+    else:
+        test_sets = (ev.single_set(refs, hyps, baseline),)
+    options = ev.ScoringOptions(ev.parse_metrics(metrics), lowercase, tokenize)
+    if sentence:
+        if baseline is not None:
+            raise UsageError("--sentence gives per-sentence scores; it does not take --baseline")
+        for record in ev.sentence_scores(test_sets, options):
+            emit(json.dumps(record, ensure_ascii=False, allow_nan=False))
+        return
+    paired_options = ev.PairedOptions(*paired) if baseline is not None else None
+    result = ev.evaluate(test_sets, options, paired_options)
+    {"table": _print_table, "json": _print_json, "tsv": _print_tsv}[fmt](result)
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def _print_json(result: Evaluation) -> None:
+    """One strict JSON object, full precision."""
+    options, paired = result.options, result.paired
+    document = {
+        "convention": {
+            "name": options.convention,
+            "lowercase": options.lowercase,
+            "tokenize": options.bleu_tokenize,
+            "metrics": {m: options.describe(m) for m in options.metrics},
+        },
+        "paired_test": None if paired is None else {
+            "test": paired.test, "baseline": paired.baseline, "n_samples": paired.n_samples,
+            "bs_n": paired.bs_n, "seed": paired.seed,
+        },
+        "sets": [
+            {"name": s.name, "refs": list(s.refs), "sentences": s.sentences,
+             "signatures": dict(s.signatures),
+             "systems": [{"name": system.name, "hyp": system.hyp, "baseline": system.is_baseline,
+                          "scores": {m: _score_dict(r, paired is not None)
+                                     for m, r in system.scores.items()}}
+                         for system in s.systems]}
+            for s in result.sets
+        ],
+    }
+    emit(json.dumps(document, ensure_ascii=False, allow_nan=False, indent=2))
+
+
+def _score_dict(r: Any, paired: bool) -> dict[str, Any]:
+    d = {"name": r.name, "score": r.score, "signature": r.signature, "formatted": r.formatted}
+    if paired:
+        d.update(mean=r.mean, ci=r.ci, p_value=r.p_value)
+    return d
+
+
+def _print_tsv(result: Evaluation) -> None:
+    """Long format: a header, then one row per set, system and metric."""
+    paired = result.paired is not None
+    emit("\t".join(["set", "system", "metric", "score", "signature"]
+                   + (["mean", "ci", "p_value"] if paired else [])))
+    for s in result.sets:
+        for system in s.systems:
+            for m, r in system.scores.items():
+                row = [s.name, system.name, m, repr(r.score), r.signature]
+                if paired:
+                    row += ["" if v is None else repr(v) for v in (r.mean, r.ci, r.p_value)]
+                emit("\t".join(_tsv_field(v) for v in row))
+
+
+def _tsv_field(value: str) -> str:
+    return " ".join(value.replace("\t", " ").splitlines())
+
+
+def _print_table(result: Evaluation) -> None:
+    """A Rich table (a row per system, a column group per set) and notes on conventions."""
+    from rich.table import Table
+    from rich.text import Text
+
+    metrics, paired = result.options.metrics, result.paired
+    several = len(result.sets) > 1
+    table = Table(show_lines=paired is not None)
+    table.add_column("System", overflow="fold")
+    for s in result.sets:
+        for i, m in enumerate(metrics):
+            name = s.systems[0].scores[m].name
+            header = f"{s.name}\n{name}" if several and i == 0 else f"\n{name}" if several else name
+            table.add_column(Text(header), justify="right")
+    systems = list(dict.fromkeys(system.name for s in result.sets for system in s.systems))
+    for name in systems:
+        cells = [Text(name + (" (baseline)" if paired and name == paired.baseline else ""))]
+        for s in result.sets:
+            system = next((x for x in s.systems if x.name == name), None)
+            for m in metrics:
+                cells.append(Text("-") if system is None else _cell(system.scores[m]))
+        table.add_row(*cells)
+    console = out_console()
+    console.print(table, soft_wrap=False)
+    for line in _notes(result):
+        console.print(Text(line), soft_wrap=True)
+
+
+def _cell(r: Any) -> Any:
+    """Score (2 decimals, as sacrebleu prints), then mean ± CI and the p-value if tested."""
+    from rich.text import Text
+
+    text = f"{r.score:.2f}"
+    if r.mean is not None:
+        text += f"\nμ {r.mean:.2f} ± {r.ci:.2f}"
+    if r.p_value is not None:
+        text += f"\np = {r.p_value:.4f}{'*' if r.p_value < 0.05 else ''}"
+    return Text(text)
+
+
+def _notes(result: Evaluation) -> list[str]:
+    """The table's caption: convention and signature of every metric, and the paired test."""
+    options, lines = result.options, [""]
+    for m in options.metrics:
+        signatures = list(dict.fromkeys(s.signatures[m] for s in result.sets))
+        lines.append(f"{result.sets[0].systems[0].scores[m].name}: {options.describe(m)}")
+        lines += [f"  {sig}" for sig in signatures]
+    if "ter" in options.metrics:
+        lines.append("TER is an error rate: lower is better.")
+    if result.paired is not None:
+        p = result.paired
+        from seqattn.evaluate import PAIRED_TESTS
+
+        trials = "resamples" if p.test == "bs" else "trials"
+        lines.append(
+            f"{PAIRED_TESTS[p.test].capitalize()} ({p.n_samples} {trials}, seed {p.seed}) "
+            f"against {p.baseline}: μ ± 95% confidence interval; p = p-value, "
+            "* p < 0.05 (significantly different from the baseline)."
+        )
+    return lines
+
+
+# --------------------------------------------------------------------------- alignments
+
+
+def _evaluate_alignments(
+    files: list[str], gold: str, gold_one_indexed: bool, reverse: bool, fmt: str
+) -> None:
+    from dataclasses import asdict
+
+    from seqattn.aer import score_files
+
+    results = [(f, score_files(f, gold, gold_one_indexed=gold_one_indexed, reverse=reverse))
+               for f in files]
+    if fmt == "json":  # rates are fractions in [0, 1]
+        document = {"gold": gold, "gold_one_indexed": gold_one_indexed, "reverse": reverse,
+                    "alignments": [{"hyp": f, **asdict(r)} for f, r in results]}
+        emit(json.dumps(document, ensure_ascii=False, allow_nan=False, indent=2))
+    elif fmt == "tsv":
+        emit("\t".join(["hyp", *asdict(results[0][1])]))
+        for f, r in results:
+            emit("\t".join([_tsv_field(f), *(repr(v) for v in asdict(r).values())]))
+    else:
+        _print_aer_table(results, gold)
+
+
+def _print_aer_table(results: list[tuple[str, AlignmentScores]], gold: str) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table()
+    table.add_column("Alignment", overflow="fold")
+    for header in ("AER%", "Prec%", "Rec%", "F1%", "Links", "Sure", "Possible"):
+        table.add_column(header, justify="right")
+    for f, r in results:
+        rates = [f"{100 * v:.1f}" for v in (r.aer, r.precision, r.recall, r.f1)]
+        counts = [str(n) for n in (r.hyp_links, r.sure_links, r.possible_links)]
+        table.add_row(Text(f), *rates, *counts)
+    console = out_console()
+    console.print(table, soft_wrap=False)
+    console.print(Text(f"\nGold: {gold} ({results[0][1].sentences} sentences; possible links "
+                       "include sure ones). AER = 1 - (|A∩S| + |A∩P|) / (|A| + |S|)."), soft_wrap=True)
