@@ -12,7 +12,10 @@ counts as possible), summed over all sentences of the corpus:
     precision = |A∩P| / |A|      recall = |A∩S| / |S|
     AER = 1 - (|A∩S| + |A∩P|) / (|A| + |S|)
 
-Each file is a set of links per sentence, so a link written twice counts once.
+Each file is a set of links per sentence, so a link written twice counts once. This is what
+the scoring scripts of lilt/alignment-scripts and awesome-align (``aer.py``) compute; printed
+as rounded percentages (``f"{100 * x:.1f}"``), it reproduces the figures they published for
+their fast_align and GIZA++ outputs on the NAACL 2003 en-fr and ro-en sets.
 """
 
 from __future__ import annotations

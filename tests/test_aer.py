@@ -16,16 +16,20 @@ GOLD = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gold"
 GOLD_FILES = {"enfr": "enfr_hansards_naacl2003/enfr.talp", "roen": "roen_naacl2003/roen.talp"}
 NO_DATA = f"shared data not found at {GOLD} (CI checks out ../shared beside the clone)"
 
-# In these four fast_align lines the published figure differs from what the stored prediction
-# file scores by one unit in the last digit: the results file and the predictions were
-# committed separately (lilt/alignment-scripts 1a1d6b4 vs 5548c58), and the printed link counts
-# differ too (e.g. union: 6811 printed, 6808 links in the file). The formula is not the cause:
-# the 20 other lines, all 12 of GIZA++ included, match exactly.
-FROM_ANOTHER_RUN = {
-    ("fastalign", "test.enfr.intersection.talp"),
-    ("fastalign", "test.roen.intersection.talp"),
-    ("fastalign", "test.roen.talp"),
-    ("fastalign", "test.roen.union.talp"),
+# The shared fast_align predictions are the files lilt/alignment-scripts committed in 5548c58,
+# and the results file committed with them there scores them exactly as `aer` does, all 12
+# lines. The shared *-results.txt is a later version (1a1d6b4, which added the bpe.word rows)
+# printed after fast_align was run again: its link counts are not those of the stored files
+# (enfr grow-diagonal: 5379 printed, 5374 links in the file, none duplicated), and four of its
+# figures moved by 0.1. No scoring convention explains that (checked: dedup is moot, no link
+# falls outside the .src/.tgt sentences, truncating instead of rounding matches 3 of 24 lines,
+# lilt's and awesome-align's scripts/aer.py compute exactly what `aer` does), so for those four
+# lines the figures published with these very files (5548c58) are the ones to reproduce.
+PUBLISHED_WITH_THESE_FILES = {
+    ("fastalign", "test.enfr.intersection.talp"): ["11.2", "92.4", "84.5"],  # later: 92.3
+    ("fastalign", "test.roen.intersection.talp"): ["34.3", "87.9", "52.4"],  # later: 34.4
+    ("fastalign", "test.roen.talp"): ["33.8", "71.9", "61.4"],  # later: 71.8, 61.3
+    ("fastalign", "test.roen.union.talp"): ["34.9", "62.1", "68.3"],  # later: 35.0
 }
 RESULT_LINE = re.compile(r"^(\S+): ([\d.]+)% \(([\d.]+)%/([\d.]+)%/(\d+)\)$")
 
@@ -49,11 +53,11 @@ def test_reproduces_published_figures(tool, pair, name, figures):
     r = score_files(hyp, GOLD / GOLD_FILES[pair], gold_one_indexed=True,
                     reverse=".reverse." in name)  # reverse files are written target-source
     ours = [f"{100 * v:.1f}" for v in (r.aer, r.precision, r.recall)]
-    if (tool, name) in FROM_ANOTHER_RUN:
-        assert all(abs(float(a) - float(b)) <= 0.1 + 1e-9 for a, b in zip(ours, figures[:3]))
-    else:
-        assert ours == figures[:3]
-    assert abs(r.hyp_links - int(figures[3])) <= 5  # the printed link counts can differ by a few
+    assert ours == PUBLISHED_WITH_THESE_FILES.get((tool, name), figures[:3])
+    if tool == "giza":
+        assert r.hyp_links == int(figures[3])
+    else:  # fast_align's printed counts come from the later run (see above)
+        assert abs(r.hyp_links - int(figures[3])) <= 5
 
 
 def test_every_shipped_prediction_file_has_a_published_line():
