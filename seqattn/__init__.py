@@ -9,7 +9,31 @@ from seqattn.errors import CheckpointError, ConfigError, DataError, SeqattnError
 
 __version__ = "0.1.0.dev0"
 
+_LAZY = {
+    "load": ("seqattn.translate", "load"),
+    "Translator": ("seqattn.translate", "Translator"),
+    "train": ("seqattn.train", "train"),
+    "load_config": ("seqattn.config", "load_config"),
+    "Config": ("seqattn.config", "Config"),
+}
+
+
+def __getattr__(name: str) -> object:
+    """Load the heavy parts (torch) only when they are first used."""
+    if name in _LAZY:
+        import importlib
+
+        module, attr = _LAZY[name]
+        return getattr(importlib.import_module(module), attr)
+    raise AttributeError(f"module 'seqattn' has no attribute {name!r}")
+
+
 __all__ = [
+    "Config",
+    "Translator",
+    "load",
+    "load_config",
+    "train",
     "CheckpointError",
     "ConfigError",
     "DataError",

@@ -2,49 +2,224 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
-from seqattn.cli.app import app
+from seqattn.cli.app import app, err_console, out_console
+from seqattn.cli.output import emit
+
+log = logging.getLogger("seqattn.cli")
 
 EXAMPLES = """
 [bold]Examples[/bold]
 
   seqattn translate "A man is riding a bike."
 
-  seqattn translate --align "Two dogs play in the snow."   [dim]# show the alignment table[/dim]
+  seqattn translate --align "Two dogs play in the snow."     [dim]# with the alignment table[/dim]
 
-  seqattn translate -i test.en -m models/en-de-rnn --beam 5 > test.hyp.de
+  seqattn translate -i test.en -m en-de-rnn --beam 5 > test.hyp.de
 
-  cat test.en | seqattn translate --format jsonl | jq .translation
+  cat test.en | seqattn translate --format jsonl | jq -r .alignment
+
+[bold]Policies[/bold]: one output line per input line, in order; an empty line gives an empty
+line; invalid UTF-8 is replaced by U+FFFD and a line longer than the model takes is cut, each
+with a warning on stderr naming the line. --n-best K > 1 writes the K hypotheses of a line on
+that line, tab-separated (text) or as extra columns (tsv) or a list (jsonl).
 """
+
+
+class Format(str, Enum):
+    text = "text"
+    tsv = "tsv"
+    jsonl = "jsonl"
 
 
 @app.command(epilog=EXAMPLES)
 def translate(
     text: Annotated[
-        list[str] | None, typer.Argument(help="Sentences to translate; none: read -i or stdin.")
+        list[str] | None, typer.Argument(help="Sentences to translate; none: read -i or stdin.",
+                                         show_default=False)
     ] = None,
     input: Annotated[
-        str | None, typer.Option("--input", "-i", help="Input file, one sentence per line ('-' = stdin).")
+        str | None, typer.Option("--input", "-i", show_default=False,
+                                 help="Input file, one sentence per line ('-' = stdin).")
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model directory or shipped model name.")
+        str | None, typer.Option("--model", "-m", show_default=False,
+                                 help="Model directory or shipped model name [default: en-de].")
     ] = None,
-    beam: Annotated[int, typer.Option("--beam", "-b", min=1, help="Beam size (1 = greedy).")] = 5,
-    n_best: Annotated[int, typer.Option("--n-best", min=1, help="Hypotheses per sentence.")] = 1,
+    beam: Annotated[
+        int | None, typer.Option("--beam", "-b", min=1, show_default=False,
+                                 help="Beam size, 1 = greedy [default: the model's, 5].")
+    ] = None,
+    n_best: Annotated[int, typer.Option("--n-best", min=1, help="Hypotheses per line.")] = 1,
+    alpha: Annotated[
+        float | None, typer.Option("--alpha", min=0.0, show_default=False,
+                                   help="GNMT length penalty α [default: the model's].")
+    ] = None,
     batch_tokens: Annotated[
         int, typer.Option("--batch-tokens", min=1, help="Source tokens per batch.")
     ] = 4096,
-    fmt: Annotated[
-        str, typer.Option("--format", "-f", help="Output format: text, tsv or jsonl.")
-    ] = "text",
+    fmt: Annotated[Format, typer.Option("--format", "-f", help="text, tsv or jsonl.")] = Format.text,
     align: Annotated[
-        bool, typer.Option("--align", help="Show each sentence's alignment table.")
+        bool, typer.Option("--align", help="Show each sentence's alignment table (stdout on a "
+                           "terminal with text format, stderr otherwise).")
     ] = False,
+    attention: Annotated[
+        bool, typer.Option("--attention", help="jsonl: add the soft word attention matrix.")
+    ] = False,
+    layer: Annotated[
+        int | None, typer.Option("--layer", show_default=False,
+                                 help="Transformer decoder layer for alignments.")
+    ] = None,
+    heads: Annotated[
+        str | None, typer.Option("--heads", show_default=False,
+                                 help="mean, max or a head number [default: mean].")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
 ) -> None:
     """Translate sentences with a trained model, one output line per input line."""
-    from seqattn.errors import SeqattnError
+    from seqattn.errors import UsageError
+    from seqattn.translate import load
 
-    raise SeqattnError("'seqattn translate' is not available in this version yet")
+    if text and input is not None:
+        raise UsageError("give sentences as arguments or with --input, not both")
+    if n_best > (beam or n_best):
+        raise UsageError(f"--n-best ({n_best}) cannot exceed --beam ({beam})")
+    translator = load(model, device=device)
+    _check_view(translator, layer, heads)
+    lines = iter(text) if text else _read(input or "-")
+    need_attention = align or fmt is Format.jsonl
+    table_console = None
+    if align:
+        table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
+            else err_console()
+    results = translator.stream(lines, beam=beam, n_best=n_best, alpha=alpha,
+                                batch_tokens=batch_tokens, attention=need_attention,
+                                chunk=max(1, min(256, batch_tokens // 16)))
+    for tr in results:  # flushed line by line: a long file shows results as it goes
+        emit(_record(translator, tr, fmt, attention, layer, heads), flush=True)
+        if table_console is not None and tr.hyps:
+            table_console.print(_table(translator, tr, layer, heads))
+
+
+def _check_view(translator: Any, layer: int | None, heads: str | None) -> None:
+    from seqattn.errors import UsageError
+
+    cfg = translator.cfg.model
+    layers = cfg.dec_layers if cfg.arch == "transformer" else 1
+    n_heads = cfg.heads if cfg.arch == "transformer" else 1
+    if layer is not None and not 0 <= layer < layers:
+        raise UsageError(f"--layer {layer} is out of range; this model has {layers} decoder "
+                         f"layer(s): 0..{layers - 1}")
+    if heads is not None and heads not in ("mean", "max") and not (
+            heads.isdigit() and int(heads) < n_heads):
+        raise UsageError(f"--heads must be mean, max or a head number 0..{n_heads - 1}, "
+                         f"got '{heads}'")
+
+
+def _read(source: str) -> Iterator[str]:
+    """Lines of a file or stdin, lazily; invalid UTF-8 is replaced, with a warning."""
+    from seqattn.errors import DataError
+
+    if source == "-":
+        stream = sys.stdin.buffer
+    else:
+        path = Path(source)
+        if path.is_dir():
+            raise DataError(f"'{source}' is a directory, not a text file")
+        try:
+            stream = path.open("rb")
+        except FileNotFoundError:
+            raise DataError(f"input file '{source}' does not exist") from None
+        except PermissionError:
+            raise DataError(f"input file '{source}' cannot be read (permission denied)") from None
+    return _decode_lines(stream, source)
+
+
+def _decode_lines(stream: Any, name: str) -> Iterator[str]:
+    for number, raw in enumerate(stream, start=1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("%s line %d is not valid UTF-8; invalid bytes replaced by U+FFFD",
+                        "stdin" if name == "-" else name, number)
+            yield raw.decode("utf-8", errors="replace")
+
+
+def _record(translator: Any, tr: Any, fmt: Format, attention: bool, layer: int | None,
+            heads: str | None) -> str:
+    if fmt is Format.text:
+        return "\t".join(h.text for h in tr.hyps)
+    if fmt is Format.tsv:
+        cols = [tr.source.replace("\t", " ")]
+        for h in tr.hyps or [None]:
+            cols += [h.text, f"{h.score:.4f}"] if h is not None else ["", ""]
+        return "\t".join(cols)
+    return json.dumps(_json(translator, tr, attention, layer, heads), ensure_ascii=False)
+
+
+def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
+          heads: str | None) -> dict[str, Any]:
+    from seqattn.align import argmax_links, pharaoh
+
+    obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
+                           "score": tr.score,
+                           "source_words": tr.src.words if tr.src else [],
+                           "source_pieces": tr.src.pieces if tr.src else []}
+    if tr.truncated:
+        obj["truncated"] = True
+    nbest = []
+    for h in tr.hyps:
+        words, eos = translator.word_attention(tr, h, layer, heads)
+        links = argmax_links(words)
+        entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
+                 "target_words": h.words, "target_pieces": h.pieces,
+                 "alignment": pharaoh(links), "links": [list(link) for link in sorted(links)]}
+        if attention:
+            entry["attention"] = words.tolist()
+            entry["eos_attention"] = eos.tolist()
+        nbest.append(entry)
+    if nbest:
+        obj.update({k: v for k, v in nbest[0].items() if k not in ("translation", "score")})
+    else:
+        obj.update({"log_prob": None, "target_words": [], "target_pieces": [], "alignment": "",
+                    "links": []})
+    if len(nbest) > 1:
+        obj["nbest"] = nbest
+    return obj
+
+
+def _table(translator: Any, tr: Any, layer: int | None, heads: str | None) -> Any:
+    from rich.table import Table
+
+    from seqattn.align import entropy
+
+    hyp = tr.hyps[0]
+    words, eos = translator.word_attention(tr, hyp, layer, heads)
+    view_layer, view_heads = translator.default_view()
+    where = "" if translator.cfg.model.arch != "transformer" else \
+        f", layer {view_layer if layer is None else layer}, heads {heads or view_heads}"
+    table = Table(title=f"{tr.source}\n→ {hyp.text}", title_justify="left",
+                  caption=f"beam attention of the best hypothesis{where}",
+                  caption_justify="left", header_style="bold")
+    for name, justify in (("#", "right"), ("output", "left"), ("attends to", "left"),
+                          ("weight", "right"), ("runner-up", "left"), ("entropy", "right"),
+                          ("eos", "right")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    src_words = tr.src.words
+    for j, row in enumerate(words.tolist()):
+        order = sorted(range(len(row)), key=lambda i: -row[i])
+        top = order[0]
+        second = f"{src_words[order[1]]} {row[order[1]]:.2f}" if len(order) > 1 else ""
+        table.add_row(str(j), hyp.words[j], src_words[top], f"{row[top]:.2f}", second,
+                      f"{entropy(row):.2f}", f"{eos[j]:.2f}")
+    return table

@@ -1,0 +1,201 @@
+"""Translation as a library: ``tr = seqattn.load("en-de"); tr.translate(["A dog runs."])``.
+
+Input policies (the CLI states them too):
+
+* an empty or whitespace-only line translates to an empty line (nothing is decoded);
+* a line longer than the model can take is cut to ``max_source_pieces`` pieces, with a warning
+  naming the line; it still gets exactly one output line;
+* invalid UTF-8 (CLI input) is replaced by U+FFFD, with a warning naming the line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from seqattn import align as al
+from seqattn.checkpoint import LoadedModel, load_model_dir
+from seqattn.data import EOS, bucket_batches, pad_sources
+from seqattn.errors import CheckpointError, UsageError
+
+log = logging.getLogger(__name__)
+DEFAULT_MODEL = "en-de"
+RNN_MAX_SOURCE = 1024  # pieces; an RNN has no hard limit, this bounds time and memory
+
+
+def models_dir() -> Path:
+    """Where shipped models live: ``$SEQATTN_MODELS``, else ``models/`` beside the package."""
+    env = os.environ.get("SEQATTN_MODELS")
+    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+
+
+def resolve_model(name: str | Path | None) -> Path:
+    """A model directory from a path or a shipped model's short name (None: the default)."""
+    if name is not None and Path(name).exists():
+        return Path(name)
+    short = str(name) if name is not None else DEFAULT_MODEL
+    candidate = models_dir() / short
+    if candidate.is_dir():
+        return candidate
+    shipped = sorted(p.name for p in models_dir().glob("*") if (p / "seqattn.json").is_file()) \
+        if models_dir().is_dir() else []
+    if name is None:
+        raise CheckpointError(
+            f"no default model ('{DEFAULT_MODEL}') in {models_dir()}; train one "
+            "(seqattn train --preset sample-tiny --out runs/sample) and pass -m runs/sample")
+    listing = f"shipped models: {', '.join(shipped)}" if shipped else "no models are shipped"
+    raise CheckpointError(f"model '{name}' is neither a directory nor a shipped model "
+                          f"({listing})")
+
+
+@dataclass
+class Hyp:
+    """One translation of one sentence."""
+
+    text: str
+    pieces: list[str]
+    words: list[str]
+    word_of_piece: list[int]
+    score: float                  # length-normalised log-probability (GNMT penalty)
+    log_prob: float
+    weights: Tensor | None        # (L, H, T, S): target pieces (+eos) × source pieces (+eos)
+
+
+@dataclass
+class Translation:
+    """A source line and its n-best translations (empty for an empty line)."""
+
+    id: int
+    source: str
+    src: al.Segmented | None
+    hyps: list[Hyp] = field(default_factory=list)
+    truncated: bool = False
+
+    @property
+    def text(self) -> str:
+        return self.hyps[0].text if self.hyps else ""
+
+    @property
+    def score(self) -> float | None:
+        return self.hyps[0].score if self.hyps else None
+
+
+class Translator:
+    """A loaded model plus everything needed to go from text to text and back to attention."""
+
+    def __init__(self, loaded: LoadedModel, device: str = "cpu"):
+        self.loaded = loaded
+        self.model, self.cfg = loaded.model, loaded.cfg
+        self.src_vocab, self.tgt_vocab = loaded.src_vocab, loaded.tgt_vocab
+        self.device = torch.device(device)
+        limit = self.cfg.model.max_positions - 1 if self.cfg.model.arch == "transformer" \
+            else RNN_MAX_SOURCE
+        self.max_source_pieces = limit
+
+    def translate(self, lines: Sequence[str], **options: Any) -> list[Translation]:
+        """Translate ``lines``; see :meth:`stream` for the options."""
+        return list(self.stream(lines, **options))
+
+    def stream(self, lines: Iterable[str], beam: int | None = None, n_best: int = 1,
+               alpha: float | None = None, max_len_a: float | None = None,
+               max_len_b: int | None = None, min_len: int | None = None,
+               batch_tokens: int = 4096, chunk: int = 256,
+               attention: bool = True) -> Iterator[Translation]:
+        """Translate an iterable of lines lazily, ``chunk`` lines at a time, in input order."""
+        d = self.cfg.decoding
+        opts = {"beam": d.beam_size if beam is None else beam, "n_best": n_best,
+                "alpha": d.length_penalty if alpha is None else alpha,
+                "a": d.max_len_a if max_len_a is None else max_len_a,
+                "b": d.max_len_b if max_len_b is None else max_len_b,
+                "min_len": d.min_len if min_len is None else min_len,
+                "batch_tokens": batch_tokens, "attention": attention}
+        if opts["beam"] < 1 or n_best < 1 or n_best > opts["beam"]:
+            raise UsageError(f"need 1 <= n_best ({n_best}) <= beam ({opts['beam']})")
+        buffer: list[tuple[int, str]] = []
+        for i, line in enumerate(lines):
+            buffer.append((i, line))
+            if len(buffer) >= chunk:
+                yield from self._chunk(buffer, opts)
+                buffer = []
+        if buffer:
+            yield from self._chunk(buffer, opts)
+
+    def _chunk(self, items: list[tuple[int, str]], opts: dict[str, Any]) -> list[Translation]:
+        out = [self._segment(i, line) for i, line in items]
+        todo = [k for k, tr in enumerate(out) if tr.src is not None]
+        lens = [len(out[k].src.ids) + 1 for k in todo]  # type: ignore[union-attr]
+        for batch in bucket_batches(lens, lens, opts["batch_tokens"], seed=None):
+            self._decode([out[todo[j]] for j in batch], opts)
+        return out
+
+    def _segment(self, i: int, line: str) -> Translation:
+        if not line.strip():
+            return Translation(i, line, None)
+        seg = al.segment(self.src_vocab.sp, line)
+        truncated = len(seg.ids) > self.max_source_pieces
+        if truncated:
+            log.warning("line %d has %d pieces, more than this model takes (%d); translating "
+                        "its first %d pieces", i + 1, len(seg.ids), self.max_source_pieces,
+                        self.max_source_pieces)
+            n = self.max_source_pieces
+            seg = al.Segmented(seg.words, seg.pieces[:n], seg.ids[:n], seg.word_of_piece[:n])
+        return Translation(i, line, seg, truncated=truncated)
+
+    def _decode(self, batch: list[Translation], opts: dict[str, Any]) -> None:
+        from seqattn.beam import beam_search
+
+        src, src_pad = pad_sources([tr.src.ids for tr in batch])  # type: ignore[union-attr]
+        src_len = (~src_pad).sum(dim=1)                                            # (B,)
+        max_len = (opts["a"] * src_len.float() + opts["b"]).long().clamp(min=1)
+        if self.cfg.model.arch == "transformer":
+            max_len = max_len.clamp(max=self.cfg.model.max_positions - 1)
+        results = beam_search(self.model, src.to(self.device), src_pad.to(self.device),
+                              opts["beam"], max_len.to(self.device), n_best=opts["n_best"],
+                              min_len=opts["min_len"], alpha=opts["alpha"],
+                              keep_weights=opts["attention"])
+        for tr, hyps, n in zip(batch, results, src_len.tolist()):
+            tr.hyps = [self._hyp(h, n) for h in hyps]
+
+    def _hyp(self, h: Any, src_len: int) -> Hyp:
+        ids = h.tokens[:-1] if h.tokens and h.tokens[-1] == EOS else h.tokens
+        pieces = self.tgt_vocab.id_to_piece(ids)
+        words, word_of_piece = al.group_pieces(pieces)
+        weights = None if h.weights is None else h.weights[..., :src_len].cpu()
+        return Hyp(self.tgt_vocab.decode(ids), pieces, words, word_of_piece, h.score,
+                   h.log_prob, weights)
+
+    # ------------------------------------------------------------------ attention views
+
+    def default_view(self) -> tuple[int, str]:
+        """(layer, heads) read for alignments: the model's calibrated choice if it has one,
+        else the penultimate decoder layer averaged over heads (Garg et al. 2019)."""
+        stored = self.loaded.meta.get("alignment", {})
+        layers = self.cfg.model.dec_layers if self.cfg.model.arch == "transformer" else 1
+        default_layer = max(layers - 2, 0)
+        return int(stored.get("layer", default_layer)), str(stored.get("heads", "mean"))
+
+    def word_attention(self, tr: Translation, hyp: Hyp, layer: int | None = None,
+                       heads: str | None = None) -> tuple[Tensor, Tensor]:
+        """(target words × source words) attention and each target word's eos mass."""
+        if hyp.weights is None or tr.src is None:
+            raise UsageError("no attention was kept for this translation")
+        default_layer, default_heads = self.default_view()
+        w = hyp.weights[default_layer if layer is None else layer]         # (H, T, S)
+        heads = default_heads if heads is None else heads
+        rows = w.mean(dim=0) if heads == "mean" else w.max(dim=0).values if heads == "max" \
+            else w[int(heads)]                                             # (T, S)
+        return al.word_weights(rows, hyp.word_of_piece, tr.src.word_of_piece, len(hyp.words),
+                               len(tr.src.words))
+
+
+def load(model: str | Path | None = None, device: str = "cpu") -> Translator:
+    """Load a model directory or a shipped model by short name (None: the default model)."""
+    path = resolve_model(model)
+    return Translator(load_model_dir(path, device=device), device=device)

@@ -1,0 +1,133 @@
+"""`seqattn translate` and the library API: line safety, formats, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+import seqattn
+from seqattn.cli import run
+
+
+def _cli(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "seqattn", *args], input=stdin,
+                          capture_output=True, timeout=300,
+                          env={**os.environ, "NO_COLOR": "1"})
+
+
+def test_library_api(tiny_transformer):
+    tr = seqattn.load(tiny_transformer)
+    out = tr.translate(["A dog runs.", "", "Two men talk on a bench."], beam=2, n_best=2)
+    assert [t.id for t in out] == [0, 1, 2]
+    assert out[1].text == "" and out[1].hyps == [] and out[1].score is None
+    for t in (out[0], out[2]):
+        assert len(t.hyps) == 2 and t.hyps[0].score >= t.hyps[1].score
+        words, eos = tr.word_attention(t, t.hyps[0])
+        assert words.shape == (len(t.hyps[0].words), len(t.src.words))
+        row_mass = words.sum(dim=1) + eos
+        assert row_mass.tolist() == pytest.approx([1.0] * len(row_mass), abs=1e-5)
+
+
+def test_one_line_out_per_line_in(tiny_model):
+    lines = ["A man.", "", "   ", "Zwei Hunde\tim Schnee ✓ 🙂", "x" * 50, "עברית", "end."]
+    data = ("\r\n".join(lines) + "\n").encode()
+    proc = _cli(["translate", "-m", str(tiny_model), "--beam", "2"], stdin=data)
+    assert proc.returncode == 0, proc.stderr.decode()
+    out = proc.stdout.decode().split("\n")
+    assert out[-1] == "" and len(out) - 1 == len(lines)
+    assert out[1] == "" and out[2] == ""
+    assert all(out[i] for i in (0, 3, 4, 5, 6))
+
+
+def test_jsonl_and_tsv(tiny_transformer):
+    src = b"A man sleeps.\n\nTwo dogs run in the park.\n"
+    proc = _cli(["translate", "-m", str(tiny_transformer), "-f", "jsonl", "--attention"],
+                stdin=src)
+    assert proc.returncode == 0, proc.stderr.decode()
+    rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2]
+    assert rows[1]["translation"] == "" and rows[1]["links"] == []
+    r = rows[2]
+    assert r["source_words"] == ["Two", "dogs", "run", "in", "the", "park."]
+    assert len(r["links"]) == len(r["target_words"])
+    assert all(0 <= s < len(r["source_words"]) for s, _ in r["links"])
+    assert len(r["attention"]) == len(r["target_words"])
+    assert r["alignment"] == " ".join(f"{s}-{t}" for s, t in r["links"])
+    proc = _cli(["translate", "-m", str(tiny_transformer), "-f", "tsv"], stdin=src)
+    cols = [line.split("\t") for line in proc.stdout.decode().split("\n")[:-1]]
+    assert [len(c) for c in cols] == [3, 3, 3] and cols[1] == ["", "", ""]
+    float(cols[0][2])
+
+
+def test_invalid_utf8_is_replaced_with_a_warning(tiny_transformer):
+    proc = _cli(["translate", "-m", str(tiny_transformer)], stdin=b"ok\n\xff\xfe bad\nfine\n")
+    assert proc.returncode == 0
+    assert len(proc.stdout.decode().split("\n")) == 4
+    assert "line 2 is not valid UTF-8" in proc.stderr.decode()
+
+
+def test_long_line_is_cut_with_a_warning(tiny_transformer):
+    long_line = " ".join(["dog"] * 1100)
+    proc = _cli(["translate", "-m", str(tiny_transformer), "--beam", "1"],
+                stdin=f"a dog\n{long_line}\n".encode())
+    assert proc.returncode == 0
+    assert len(proc.stdout.decode().split("\n")) == 3
+    assert "line 2 has" in proc.stderr.decode()
+
+
+def test_align_table_goes_to_stderr_when_piped(tiny_transformer):
+    proc = _cli(["translate", "-m", str(tiny_transformer), "--align", "A dog runs."])
+    assert proc.returncode == 0
+    assert proc.stdout.decode().count("\n") == 1
+    err = proc.stderr.decode()
+    assert "attends to" in err and "entropy" in err and "dog" in err
+
+
+def test_head_closes_pipe_quietly(tiny_transformer):
+    lines = b"A dog.\n" * 300
+    proc = subprocess.run(f"'{sys.executable}' -m seqattn translate -m '{tiny_transformer}' "
+                          "--beam 1 | head -1", shell=True, input=lines, capture_output=True,
+                          executable="/bin/bash", timeout=300)
+    assert proc.returncode == 0
+    assert proc.stdout.count(b"\n") == 1 and proc.stderr == b""
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "/nonexistent/model"], "is neither a directory nor a shipped model"),
+    (["-f", "xml"], "Invalid value for '--format'"),
+    (["--beam", "0"], "Invalid value for '--beam'"),
+    (["--n-best", "3", "--beam", "2"], "--n-best (3) cannot exceed --beam (2)"),
+    (["-i", "/nonexistent.txt"], "does not exist"),
+    (["--layer", "7"], "--layer 7 is out of range"),
+    (["--heads", "9"], "--heads must be mean, max or a head number"),
+])
+def test_bad_usage(tiny_transformer, args, message, capsys):
+    full = ["translate", *args] if "-m" in args else ["translate", "-m", str(tiny_transformer),
+                                                      *args]
+    code = run([*full, "x"] if "-i" not in args else full)
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_broken_model_directories(tiny_transformer, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "m"
+    shutil.copytree(tiny_transformer, broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: 1000])
+    assert run(["translate", "-m", str(broken), "x"]) == 2
+    err = capsys.readouterr().err
+    assert "model.safetensors" in err and "corrupt or truncated" in err
+    (broken / "spm.model").unlink()
+    assert run(["translate", "-m", str(broken), "x"]) == 2
+    assert "no sentencepiece model" in capsys.readouterr().err
+    (broken / "seqattn.json").unlink()
+    assert run(["translate", "-m", str(broken), "x"]) == 2
+    assert "not a seqattn model directory" in capsys.readouterr().err
