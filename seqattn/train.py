@@ -472,14 +472,20 @@ class _Run:
         else:
             self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return loss_sum, nll_sum, tokens
+        if self.world > 1:  # report the whole step, not this rank's share
+            import torch.distributed as dist
+
+            sums = torch.tensor([loss_sum, nll_sum], device=self.dev)
+            dist.all_reduce(sums)
+            loss_sum, nll_sum = sums.tolist()
+        return loss_sum, nll_sum, int(total.item())
 
     def log_window(self, window: dict[str, float]) -> None:
         elapsed = max(time.perf_counter() - window["start"], 1e-9)
         tokens = max(window["tokens"], 1)
         record = {"kind": "train", "step": self.progress.step, "epoch": self.progress.epoch,
                   "loss": window["loss"] / tokens, "ppl": math.exp(min(window["nll"] / tokens, 50)),
-                  "tokens_per_s": window["tokens"] * self.world / elapsed,
+                  "tokens_per_s": window["tokens"] / elapsed,
                   "lr": self.optimizer.param_groups[0]["lr"]}
         self.write_log(record)
         self.reporter.update(record)

@@ -66,14 +66,17 @@ def train(
 
     if config is not None and preset is not None:
         raise UsageError("give either CONFIG or --preset, not both")
-    if config is None and preset is None and not (resume and out is not None):
-        raise UsageError("give a CONFIG file or --preset NAME (or --out DIR --resume)")
     source = config if config is not None else preset_path(preset) if preset else None
-    if source is None:
+    if source is None and resume and out is not None:
         source = out / "config.yaml"  # resuming with the stored config
-    cfg = load_config(source, overrides or [])
+    if source is None:  # only --set overrides on top of the defaults
+        from seqattn.config import config_from_dict
+
+        cfg = config_from_dict({}, overrides or [])
+    else:
+        cfg = load_config(source, overrides or [])
     if out is None:
-        out = Path("runs") / (preset or Path(source).stem)
+        out = Path("runs") / (preset or (Path(source).stem if config is not None else "model"))
     summary = run_training(cfg, out, resume=resume, device=device, reporter=RichReporter())
     best = summary["best"]
     err_console().print(

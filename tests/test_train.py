@@ -1,0 +1,158 @@
+"""`seqattn train`: a real (tiny) run, exact resume, DDP equivalence, and bad configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from seqattn.cli import run
+from seqattn.config import config_from_dict
+from tests.conftest import SAMPLE
+
+
+def _corpus(tmp: Path, n_train: int = 160, n_valid: int = 12) -> list[str]:
+    for split, src, n in (("train", "train", n_train), ("valid", "valid", n_valid)):
+        for lang in ("en", "de"):
+            lines = (SAMPLE / f"{src}.{lang}").read_text(encoding="utf-8").splitlines()[:n]
+            (tmp / f"{split}.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return [f"data.train_src={tmp / 'train.en'}", f"data.train_tgt={tmp / 'train.de'}",
+            f"data.valid_src={tmp / 'valid.en'}", f"data.valid_tgt={tmp / 'valid.de'}",
+            "data.vocab_size=200", "model.hidden_size=32", "model.embed_size=16",
+            "model.heads=2", "model.ff_size=64", "model.enc_layers=1", "model.dec_layers=1",
+            "training.batch_tokens=400", "training.warmup_steps=4", "training.log_every=2",
+            "decoding.max_len_a=1.0", "decoding.max_len_b=3"]
+
+
+def _weights(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+def test_train_writes_a_model_directory(tmp_path, capsys):
+    base = _corpus(tmp_path)
+    out = tmp_path / "run"
+    args = ["train", "--preset", "bahdanau-gru", "--out", str(out), "--set",
+            "training.max_steps=4", "--set", "training.valid_every=2"]
+    for item in base + ["model.attention=bahdanau"]:
+        args += ["--set", item]
+    assert run(args) == 0, capsys.readouterr().err
+    names = {p.name for p in out.iterdir()}
+    assert {"config.yaml", "model.safetensors", "spm.model", "seqattn.json", "train.jsonl",
+            "train_state.pt", "last.safetensors"} <= names
+    records = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    kinds = [r["kind"] for r in records]
+    assert kinds.count("valid") == 2 and kinds.count("train") == 2 and kinds[-1] == "done"
+    valid = [r for r in records if r["kind"] == "valid"]
+    assert all(set(r) >= {"loss", "ppl", "bleu", "chrf"} for r in valid)
+    assert valid[0]["ppl"] == pytest.approx(torch.tensor(valid[0]["loss"]).exp().item(),
+                                            rel=0.5)  # smoothing makes loss differ from NLL
+    # the directory is usable for translation straight away
+    assert run(["translate", "-m", str(out), "--beam", "2", "A dog runs."]) == 0
+    # and refuses to be overwritten by a new run
+    assert run(args) == 2
+    assert "already holds a model" in capsys.readouterr().err
+
+
+def test_resume_continues_exactly(tmp_path):
+    from seqattn.train import train
+
+    base = _corpus(tmp_path) + ["model.dropout=0.2", "training.valid_every=3",
+                                "training.seed=7"]
+    straight = config_from_dict({}, base + ["training.max_steps=12"])
+    train(straight, tmp_path / "straight")
+    first = config_from_dict({}, base + ["training.max_steps=6"])
+    train(first, tmp_path / "split")
+    train(config_from_dict({}, base + ["training.max_steps=12"]), tmp_path / "split",
+          resume=True)
+    a = _weights(tmp_path / "straight" / "last.safetensors")
+    b = _weights(tmp_path / "split" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+def test_resume_refuses_model_changes(tmp_path):
+    from seqattn.errors import ConfigError
+    from seqattn.train import train
+
+    base = _corpus(tmp_path) + ["training.valid_every=2", "training.max_steps=2"]
+    train(config_from_dict({}, base), tmp_path / "r")
+    with pytest.raises(ConfigError, match="cannot change the model section"):
+        train(config_from_dict({}, base + ["model.hidden_size=64"]), tmp_path / "r",
+              resume=True)
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_match_one_process(tmp_path):
+    base = _corpus(tmp_path) + ["model.dropout=0.0", "training.valid_every=3",
+                                "training.max_steps=3", "training.label_smoothing=0.0"]
+    sets = [x for item in base for x in ("--set", item)]
+    single = subprocess.run([sys.executable, "-m", "seqattn", "-q", "train", "--out",
+                             str(tmp_path / "one"), *sets, "--set", "training.accumulate=2"],
+                            capture_output=True, text=True, timeout=600)
+    assert single.returncode == 0, single.stderr
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          "--master_port=29533", "-m", "seqattn", "-q", "train", "--out",
+                          str(tmp_path / "two"), *sets], capture_output=True, text=True,
+                         timeout=600, env=env)
+    assert ddp.returncode == 0, ddp.stderr[-3000:]
+    a = _weights(tmp_path / "one" / "last.safetensors")
+    b = _weights(tmp_path / "two" / "last.safetensors")
+    for name in a:  # Adam turns float noise in near-zero gradients into ~1e-5 differences
+        torch.testing.assert_close(a[name], b[name], rtol=1e-3, atol=1e-4)
+
+    def losses(run_dir: Path) -> list[float]:
+        lines = (run_dir / "train.jsonl").read_text().splitlines()
+        return [r["loss"] for r in map(json.loads, lines) if r["kind"] == "train"]
+
+    # the logged loss covers the whole step (both ranks' batches) in both runs
+    assert losses(tmp_path / "two") == pytest.approx(losses(tmp_path / "one"), rel=1e-5)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--set", "model.hiden_size=3"], "did you mean 'model.hidden_size'"),
+    (["--set", "data.train_src=/nonexistent.en"], "data.train_src '/nonexistent.en' does not exist"),
+    (["--set", "training.batch_tokens=-5"], "training.batch_tokens must be >= 1"),
+    (["--preset", "transfomer-small"], "did you mean 'transformer-small'"),
+])
+def test_bad_configs_exit_2(tmp_path, extra, message, capsys):
+    base = _corpus(tmp_path)
+    args = ["train", "--out", str(tmp_path / "o")]
+    if "--preset" not in extra:
+        args += ["--preset", "transformer-small"]
+    for item in base:
+        args += ["--set", item]
+    assert run(args + extra) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1] and captured.out == ""
+
+
+def test_mismatched_files_name_both(tmp_path, capsys):
+    base = _corpus(tmp_path)
+    (tmp_path / "short.de").write_text("eins\nzwei\n", encoding="utf-8")
+    args = ["train", "--preset", "transformer-small", "--out", str(tmp_path / "o")]
+    for item in base + [f"data.train_tgt={tmp_path / 'short.de'}"]:
+        args += ["--set", item]
+    assert run(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "has 160 lines but" in err and "short.de' has 2" in err
+
+
+def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
+    base = _corpus(tmp_path)
+    bad = tmp_path / "bad.en"
+    bad.write_bytes(b"fine\nalso fine\n\xff broken\n")
+    args = ["train", "--preset", "transformer-small", "--out", str(tmp_path / "o")]
+    for item in base + [f"data.train_src={bad}"]:
+        args += ["--set", item]
+    assert run(args) == 2
+    assert "bad.en' is not valid UTF-8 (line 3" in capsys.readouterr().err
