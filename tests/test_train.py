@@ -119,7 +119,8 @@ def test_ddp_two_processes_match_one_process(tmp_path):
 
 @pytest.mark.parametrize("extra, message", [
     (["--set", "model.hiden_size=3"], "did you mean 'model.hidden_size'"),
-    (["--set", "data.train_src=/nonexistent.en"], "data.train_src '/nonexistent.en' does not exist"),
+    (["--set", "data.train_src=/nonexistent.en"],
+     "data.train_src '/nonexistent.en' does not exist"),
     (["--set", "training.batch_tokens=-5"], "training.batch_tokens must be >= 1"),
     (["--preset", "transfomer-small"], "did you mean 'transformer-small'"),
 ])
