@@ -14,9 +14,19 @@ BIN    := $(VENV)/bin
 
 .PHONY: demo test setup lint bench-help clean
 
+DEMO_MODEL ?= $(firstword $(wildcard models/en-de) runs/demo)
+DEMO_STEPS ?= 300
+DEMO_TEXT  ?= "A man in an orange hat is looking at something." "Two dogs are playing in the snow."
+
 demo: setup
-	@echo "seqattn: no translation model ships yet (train/translate land next); showing one attention step instead" >&2
-	@$(BIN)/seqattn explain
+	@if [ ! -f "$(DEMO_MODEL)/seqattn.json" ]; then \
+	  echo "No trained model ships in models/ yet: training a tiny one on sample_data/ first" \
+	       "($(DEMO_STEPS) steps, a few minutes on a CPU; its translations will be rough)." >&2; \
+	  $(BIN)/seqattn train --preset sample-tiny --out $(DEMO_MODEL) \
+	    --set training.max_steps=$(DEMO_STEPS) --set training.valid_every=$(DEMO_STEPS) \
+	    $$([ -f "$(DEMO_MODEL)/train_state.pt" ] && echo --resume) || exit $$?; \
+	fi
+	@$(BIN)/seqattn translate -m $(DEMO_MODEL) --align $(DEMO_TEXT)
 
 test: setup
 	$(BIN)/python -m pytest -q

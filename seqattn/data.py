@@ -18,9 +18,12 @@ import torch
 from torch import Tensor
 
 from seqattn.errors import DataError
+from seqattn.models import BOS_ID as BOS
+from seqattn.models import EOS_ID as EOS
+from seqattn.models import PAD_ID as PAD
+from seqattn.models import UNK_ID as UNK
 from seqattn.textio import read_lines
 
-PAD, UNK, BOS, EOS = 0, 1, 2, 3
 log = logging.getLogger(__name__)
 
 

@@ -1,0 +1,385 @@
+"""Recurrent encoder-decoders with attention: Bahdanau et al. (2015) and Luong et al. (2015).
+
+Both share the bidirectional :class:`Encoder` and differ in the decoder *flow*:
+
+- :class:`BahdanauDecoder`: attend with the previous state s_{t-1}, feed the context c_t *into*
+  the RNN together with the previous target embedding, predict from s_t, c_t and y_{t-1}.
+- :class:`LuongDecoder`: step the RNN first, attend with the new state h_t, then predict from
+  h~_t = tanh(W_c [c_t; h_t]); with input feeding h~_{t-1} is part of the next RNN input.
+
+The scores come from :mod:`seqattn.attention`; their ``prepare`` runs once per batch in
+``encode`` and the result travels in :class:`RNNMemory`, never on a module.
+Sources must be right-padded (``src_pad`` True only after the last real token).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from seqattn.attention import AdditiveScore, attend, build_score
+from seqattn.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class RNNMemory:
+    """What the decoder needs from the encoder, computed once per batch.
+
+    Shapes:
+        values: (B, S, Dv) vectors the context averages (Bahdanau: 2H encoder states,
+            Luong: the states bridged to H)
+        keys: (B, S, A) ``score.prepare(...)`` of the keys, reused at every step
+        src_pad: (B, S) bool, True = padding
+        final: (B, 2H) top encoder layer: [last forward state; first backward state]
+    """
+
+    values: Tensor
+    keys: Tensor
+    src_pad: Tensor
+    final: Tensor
+
+    def select(self, index: Tensor) -> RNNMemory:
+        """Pick batch rows (beam reordering, expansion to beams)."""
+        return RNNMemory(self.values.index_select(0, index), self.keys.index_select(0, index),
+                         self.src_pad.index_select(0, index), self.final.index_select(0, index))
+
+
+@dataclass(frozen=True)
+class RNNState:
+    """Decoder state between steps.
+
+    Shapes:
+        hidden: (B, L, H) hidden state of each decoder layer (s_{t-1} / h_{t-1})
+        cell: (B, L, H) LSTM cell state, None for GRU
+        feed: (B, H) Luong's attentional vector h~_{t-1} when input feeding, else None
+    """
+
+    hidden: Tensor
+    cell: Tensor | None
+    feed: Tensor | None
+
+    def select(self, index: Tensor) -> RNNState:
+        """Pick batch rows (beam reordering, expansion to beams)."""
+        return RNNState(self.hidden.index_select(0, index),
+                        None if self.cell is None else self.cell.index_select(0, index),
+                        None if self.feed is None else self.feed.index_select(0, index))
+
+
+class Encoder(nn.Module):
+    """Bidirectional RNN encoder, Bahdanau et al. (2015), §3.2: each annotation
+    h_j = [h->_j; h<-_j] summarises the whole sentence with a focus on word j.
+
+    Runs on packed sequences, so a sentence gets the same states alone as in a padded batch;
+    padded positions of the output are zero.
+    """
+
+    def __init__(self, vocab: int, embed_size: int, hidden_size: int, layers: int,
+                 cell: str, dropout: float, pad_id: int):
+        super().__init__()
+        rnn_class = {"gru": nn.GRU, "lstm": nn.LSTM}[cell]
+        self.embed = nn.Embedding(vocab, embed_size, padding_idx=pad_id)
+        self.rnn = rnn_class(embed_size, hidden_size, num_layers=layers, batch_first=True,
+                             bidirectional=True, dropout=dropout if layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, src: Tensor, src_pad: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode a right-padded batch.
+
+        Shapes:
+            src: (B, S) long; src_pad: (B, S) bool, True = padding
+            returns: outputs (B, S, 2H), final (B, 2H)
+        """
+        B, S = src.shape
+        lengths = (~src_pad).sum(dim=1).cpu()                       # (B,) on CPU for packing
+        emb = self.dropout(self.embed(src))                         # (B, S, E)
+        packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
+        out, h_n = self.rnn(packed)
+        if isinstance(h_n, tuple):                                  # LSTM: (h_n, c_n)
+            h_n = h_n[0]
+        out, _ = pad_packed_sequence(out, batch_first=True, total_length=S)  # (B, S, 2H)
+        final = torch.cat([h_n[-2], h_n[-1]], dim=-1)               # (B, 2H) top fwd; top bwd
+        return self.dropout(out), final
+
+
+class StackedCell(nn.Module):
+    """``layers`` GRU or LSTM cells on top of each other for one time step, with dropout
+    between layers (Zaremba et al., 2014)."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, layers: int,
+                 dropout: float):
+        super().__init__()
+        cell_class = {"gru": nn.GRUCell, "lstm": nn.LSTMCell}[cell]
+        self.is_lstm = cell == "lstm"
+        self.cells = nn.ModuleList(
+            cell_class(input_size if i == 0 else hidden_size, hidden_size) for i in range(layers))
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, hidden: list[Tensor],
+                cell: list[Tensor] | None) -> tuple[list[Tensor], list[Tensor] | None]:
+        """One step; ``hidden`` and ``cell`` hold one (B, H) tensor per layer.
+
+        Shapes:
+            x: (B, I); returns: new hidden and cell lists of (B, H)
+        """
+        new_hidden, new_cell = [], []
+        for i, layer in enumerate(self.cells):
+            if i > 0:
+                x = self.dropout(x)
+            if self.is_lstm:
+                assert cell is not None
+                h, c = layer(x, (hidden[i], cell[i]))
+                new_cell.append(c)
+            else:
+                h = layer(x, hidden[i])
+            new_hidden.append(h)
+            x = h
+        return new_hidden, new_cell if self.is_lstm else None
+
+
+class InitBridge(nn.Module):
+    """Initial decoder state s_0 = tanh(W_s [h->_S; h<-_1]) for every decoder layer, as
+    Bahdanau et al. (2015), App. A.2.2 (which uses h<-_1 only). LSTM cell states start at zero."""
+
+    def __init__(self, enc_size: int, hidden_size: int, layers: int, cell: str):
+        super().__init__()
+        self.layers, self.hidden_size, self.is_lstm = layers, hidden_size, cell == "lstm"
+        self.proj = nn.Linear(enc_size, layers * hidden_size)
+
+    def forward(self, final: Tensor, feed_size: int | None) -> RNNState:
+        """Shapes: final (B, 2H) -> RNNState with hidden (B, L, H)."""
+        B = final.size(0)
+        hidden = torch.tanh(self.proj(final)).view(B, self.layers, self.hidden_size)
+        cell = torch.zeros_like(hidden) if self.is_lstm else None
+        feed = None if feed_size is None else final.new_zeros(B, feed_size)
+        return RNNState(hidden, cell, feed)
+
+
+def _unstack(state: RNNState) -> tuple[list[Tensor], list[Tensor] | None]:
+    """(B, L, H) state tensors -> per-layer lists of (B, H), as :class:`StackedCell` wants."""
+    cell = None if state.cell is None else list(state.cell.unbind(1))
+    return list(state.hidden.unbind(1)), cell
+
+
+def _stack(hidden: list[Tensor], cell: list[Tensor] | None, feed: Tensor | None) -> RNNState:
+    return RNNState(torch.stack(hidden, dim=1),
+                    None if cell is None else torch.stack(cell, dim=1), feed)
+
+
+class BahdanauDecoder(nn.Module):
+    """Bahdanau et al. (2015), §3.1 and App. A.2.2: e_tj = a(s_{t-1}, h_j) (additive score),
+    c_t = sum_j alpha_tj h_j, s_t = RNN([E y_{t-1}; c_t], s_{t-1}).
+
+    Output: the paper's deep output with maxout (App. A.2.2), t~ = U_o s_t + V_o E y_{t-1} +
+    C_o c_t (size 2H), t = max over pairs of t~ (size H), logits = W_o t. The appendix writes
+    s_{t-1} in t~; we use s_t as in the paper's eq. 4, p(y_t | ...) = g(y_{t-1}, s_t, c_t).
+    With several decoder layers the context enters the first layer and s_t is the top layer.
+    """
+
+    def __init__(self, vocab: int, embed_size: int, hidden_size: int, enc_size: int,
+                 layers: int, cell: str, dropout: float, pad_id: int):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, embed_size, padding_idx=pad_id)
+        self.score = AdditiveScore(hidden_size, enc_size, hidden_size)
+        self.rnn = StackedCell(cell, embed_size + enc_size, hidden_size, layers, dropout)
+        self.bridge = InitBridge(enc_size, hidden_size, layers, cell)
+        self.deep_out = nn.Linear(hidden_size + embed_size + enc_size, 2 * hidden_size)
+        self.out = nn.Linear(hidden_size, vocab)                    # W_o
+        self.dropout = nn.Dropout(dropout)
+
+    def make_memory(self, outputs: Tensor, final: Tensor, src_pad: Tensor) -> RNNMemory:
+        """Annotations are keys and values; U h_j is prepared once per batch."""
+        return RNNMemory(outputs, self.score.prepare(outputs), src_pad, final)
+
+    def init_state(self, memory: RNNMemory) -> RNNState:
+        return self.bridge(memory.final, None)
+
+    def _advance(self, emb: Tensor, hidden: list[Tensor], cell: list[Tensor] | None,
+                 memory: RNNMemory) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor] | None]:
+        """Attend with s_{t-1}, then step the RNN on [E y_{t-1}; c_t].
+
+        Shapes: emb (B, E) -> context (B, 2H), weights (B, S), new hidden/cell lists
+        """
+        query = hidden[-1].unsqueeze(1)                             # s_{t-1}: (B, 1, H)
+        context, weights = attend(self.score(query, memory.keys), memory.values, memory.src_pad)
+        context = context.squeeze(1)                                # (B, 2H)
+        hidden, cell = self.rnn(torch.cat([emb, context], dim=-1), hidden, cell)
+        return context, weights.squeeze(1), hidden, cell
+
+    def _readout(self, s: Tensor, emb: Tensor, context: Tensor) -> Tensor:
+        """Deep output with maxout. Shapes: (B, T, H), (B, T, E), (B, T, 2H) -> (B, T, V)."""
+        t = self.deep_out(torch.cat([s, emb, context], dim=-1))    # (B, T, 2H)
+        t = t.unflatten(-1, (-1, 2)).amax(dim=-1)                   # (B, T, H) maxout, pool 2
+        return self.out(self.dropout(t))                            # (B, T, V)
+
+    def forward(self, tgt_in: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: embeddings for all steps first, the readout once after the loop.
+
+        Shapes:
+            tgt_in: (B, T) long
+            returns: logits (B, T, V), weights (B, T, S)
+        """
+        emb = self.dropout(self.embed(tgt_in))                      # (B, T, E)
+        hidden, cell = _unstack(self.init_state(memory))
+        states, contexts, weights = [], [], []
+        for emb_t in emb.unbind(1):                                 # (B, E) per step
+            context, w, hidden, cell = self._advance(emb_t, hidden, cell, memory)
+            states.append(hidden[-1])
+            contexts.append(context)
+            weights.append(w)
+        s, c = torch.stack(states, dim=1), torch.stack(contexts, dim=1)  # (B, T, H), (B, T, 2H)
+        return self._readout(s, emb, c), torch.stack(weights, dim=1)     # (B, T, V), (B, T, S)
+
+    def step(self, prev_tokens: Tensor, state: RNNState,
+             memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
+        """Shapes: prev_tokens (B,) -> logits (B, V), state, weights (B, S)."""
+        emb = self.dropout(self.embed(prev_tokens))                 # (B, E)
+        hidden, cell = _unstack(state)
+        context, weights, hidden, cell = self._advance(emb, hidden, cell, memory)
+        logits = self._readout(hidden[-1].unsqueeze(1), emb.unsqueeze(1), context.unsqueeze(1))
+        return logits.squeeze(1), _stack(hidden, cell, None), weights
+
+
+class LuongDecoder(nn.Module):
+    """Luong et al. (2015), §3: h_t = RNN(x_t, h_{t-1}), a_t = align(h_t, h̄_s) with the dot,
+    general or concat score (eq. 8), c_t = sum_s a_ts h̄_s, h~_t = tanh(W_c [c_t; h_t]) (eq. 5),
+    logits = W_s h~_t (eq. 6). Input feeding (§3.3): x_t = [E y_{t-1}; h~_{t-1}].
+
+    Deviation: the paper's encoder is unidirectional with states of size H. Ours is
+    bidirectional (2H), so a "key/value bridge" h̄_s = W_b [h->_s; h<-_s] (no bias) maps it to H
+    once per batch; after it the three scores are exactly eq. 8 (dot needs equal sizes).
+    Dropout is applied to h~_t before W_s, not to the fed-back h~_t.
+    """
+
+    def __init__(self, vocab: int, embed_size: int, hidden_size: int, enc_size: int,
+                 layers: int, cell: str, score: str, input_feeding: bool, dropout: float,
+                 pad_id: int):
+        super().__init__()
+        self.hidden_size, self.input_feeding = hidden_size, input_feeding
+        self.embed = nn.Embedding(vocab, embed_size, padding_idx=pad_id)
+        self.kv_bridge = nn.Linear(enc_size, hidden_size, bias=False)   # W_b
+        self.score = build_score(score, hidden_size, hidden_size)
+        rnn_input = embed_size + (hidden_size if input_feeding else 0)
+        self.rnn = StackedCell(cell, rnn_input, hidden_size, layers, dropout)
+        self.bridge = InitBridge(enc_size, hidden_size, layers, cell)
+        self.w_c = nn.Linear(2 * hidden_size, hidden_size, bias=False)
+        self.out = nn.Linear(hidden_size, vocab)                    # W_s
+        self.dropout = nn.Dropout(dropout)
+
+    def make_memory(self, outputs: Tensor, final: Tensor, src_pad: Tensor) -> RNNMemory:
+        """Bridge the annotations to H (keys and values) and prepare the score once."""
+        values = self.kv_bridge(outputs)                            # (B, S, H)
+        return RNNMemory(values, self.score.prepare(values), src_pad, final)
+
+    def init_state(self, memory: RNNMemory) -> RNNState:
+        return self.bridge(memory.final, self.hidden_size if self.input_feeding else None)
+
+    def _attend(self, h: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
+        """Global attention for any number of queries.
+
+        Shapes: h (B, T, H) -> h~ (B, T, H), weights (B, T, S)
+        """
+        context, weights = attend(self.score(h, memory.keys), memory.values, memory.src_pad)
+        return torch.tanh(self.w_c(torch.cat([context, h], dim=-1))), weights
+
+    def _advance(self, emb: Tensor, hidden: list[Tensor], cell: list[Tensor] | None,
+                 feed: Tensor | None,
+                 memory: RNNMemory) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor] | None]:
+        """RNN first, then attention with h_t. Shapes: emb (B, E) -> h~ (B, H), weights (B, S)."""
+        x = emb if feed is None else torch.cat([emb, feed], dim=-1)  # (B, E [+ H])
+        hidden, cell = self.rnn(x, hidden, cell)
+        attn_h, weights = self._attend(hidden[-1].unsqueeze(1), memory)
+        return attn_h.squeeze(1), weights.squeeze(1), hidden, cell
+
+    def forward(self, tgt_in: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
+        """Teacher forcing. Without input feeding attention does not feed back into the RNN, so
+        it runs once for all steps after the recurrent loop.
+
+        Shapes:
+            tgt_in: (B, T) long
+            returns: logits (B, T, V), weights (B, T, S)
+        """
+        emb = self.dropout(self.embed(tgt_in))                      # (B, T, E)
+        state = self.init_state(memory)
+        hidden, cell = _unstack(state)
+        feed, outputs, weights = state.feed, [], []
+        for emb_t in emb.unbind(1):                                 # (B, E) per step
+            if feed is None:
+                hidden, cell = self.rnn(emb_t, hidden, cell)
+                outputs.append(hidden[-1])                          # h_t, attention comes later
+                continue
+            feed, w, hidden, cell = self._advance(emb_t, hidden, cell, feed, memory)
+            outputs.append(feed)                                    # h~_t
+            weights.append(w)
+        out = torch.stack(outputs, dim=1)                           # (B, T, H)
+        if self.input_feeding:
+            w_all = torch.stack(weights, dim=1)                     # (B, T, S)
+        else:
+            out, w_all = self._attend(out, memory)                  # (B, T, H), (B, T, S)
+        return self.out(self.dropout(out)), w_all                   # (B, T, V), (B, T, S)
+
+    def step(self, prev_tokens: Tensor, state: RNNState,
+             memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
+        """Shapes: prev_tokens (B,) -> logits (B, V), state, weights (B, S)."""
+        emb = self.dropout(self.embed(prev_tokens))                 # (B, E)
+        hidden, cell = _unstack(state)
+        attn_h, weights, hidden, cell = self._advance(emb, hidden, cell, state.feed, memory)
+        feed = attn_h if self.input_feeding else None
+        return self.out(self.dropout(attn_h)), _stack(hidden, cell, feed), weights
+
+
+class RNNSeq2Seq(nn.Module):
+    """Encoder-decoder wrapper that gives the RNN models the common ``Seq2Seq`` interface
+    (see :mod:`seqattn.models`). Attention weights have L = 1 layer and H = 1 head."""
+
+    def __init__(self, encoder: Encoder, decoder: BahdanauDecoder | LuongDecoder):
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+
+    def encode(self, src: Tensor, src_pad: Tensor) -> RNNMemory:
+        """Shapes: src (B, S) long, src_pad (B, S) bool -> RNNMemory."""
+        outputs, final = self.encoder(src, src_pad)                 # (B, S, 2H), (B, 2H)
+        return self.decoder.make_memory(outputs, final, src_pad)
+
+    def init_state(self, memory: RNNMemory) -> RNNState:
+        return self.decoder.init_state(memory)
+
+    def step(self, prev_tokens: Tensor, state: RNNState,
+             memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
+        """One decoding step.
+
+        Shapes:
+            prev_tokens: (B,) long
+            returns: logits (B, V), new state, weights (B, 1, 1, S)
+        """
+        logits, state, weights = self.decoder.step(prev_tokens, state, memory)
+        return logits, state, weights[:, None, None]                # (B, V), _, (B, 1, 1, S)
+
+    def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced decoding.
+
+        Shapes:
+            src: (B, S) long; src_pad: (B, S) bool, True = padding; tgt_in: (B, T) long
+            returns: logits (B, T, V), weights (B, 1, 1, T, S) or None
+        """
+        logits, weights = self.decoder(tgt_in, self.encode(src, src_pad))
+        return logits, weights[:, None, None] if need_weights else None
+
+
+def build_rnn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> RNNSeq2Seq:
+    """Build an RNN encoder-decoder from ``cfg`` (``cfg.attention`` picks the decoder flow)."""
+    H, E = cfg.hidden_size, cfg.embed_size
+    encoder = Encoder(src_vocab, E, H, cfg.enc_layers, cfg.cell, cfg.dropout, pad_id)
+    decoder: BahdanauDecoder | LuongDecoder
+    if cfg.attention == "bahdanau":
+        decoder = BahdanauDecoder(tgt_vocab, E, H, 2 * H, cfg.dec_layers, cfg.cell,
+                                  cfg.dropout, pad_id)
+    else:
+        assert cfg.score is not None                               # resolved by ModelConfig
+        decoder = LuongDecoder(tgt_vocab, E, H, 2 * H, cfg.dec_layers, cfg.cell, cfg.score,
+                               cfg.input_feeding, cfg.dropout, pad_id)
+    return RNNSeq2Seq(encoder, decoder)

@@ -1,0 +1,285 @@
+"""Transformer encoder-decoder, Vaswani et al. (2017), built on
+:class:`seqattn.attention.MultiHeadAttention`.
+
+Pre-norm by default (Xiong et al., 2020: LayerNorm before each sublayer, one final LayerNorm
+on each stack), post-norm as in the paper with ``norm: post``. Decoding one token at a time keeps
+a key/value cache in :class:`TransformerState`: each step projects and appends one position of
+self-attention keys/values; the cross-attention keys/values are projected from the encoder
+output once per batch, in ``encode``, and travel in :class:`TransformerMemory` (so reordering
+beams at every step does not copy them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from seqattn.attention import MultiHeadAttention, sinusoidal_positions
+from seqattn.config import ModelConfig
+
+
+@dataclass(frozen=True)
+class TransformerMemory:
+    """Encoder output in the form the decoder layers read it.
+
+    Shapes:
+        src_pad: (B, S) bool, True = padding
+        cross_k, cross_v: one (B, nh, S, hd) tensor per decoder layer
+    """
+
+    src_pad: Tensor
+    cross_k: tuple[Tensor, ...]
+    cross_v: tuple[Tensor, ...]
+
+    def select(self, index: Tensor) -> TransformerMemory:
+        """Pick batch rows (beam reordering, expansion to beams)."""
+        return TransformerMemory(self.src_pad.index_select(0, index),
+                                 tuple(k.index_select(0, index) for k in self.cross_k),
+                                 tuple(v.index_select(0, index) for v in self.cross_v))
+
+
+@dataclass(frozen=True)
+class TransformerState:
+    """Self-attention key/value cache: the projected prefix y_0..y_{t-1} of every layer.
+
+    Shapes:
+        self_k, self_v: one (B, nh, t, hd) tensor per decoder layer; t = steps taken so far
+    """
+
+    self_k: tuple[Tensor, ...]
+    self_v: tuple[Tensor, ...]
+
+    def select(self, index: Tensor) -> TransformerState:
+        """Pick batch rows (beam reordering, expansion to beams)."""
+        return TransformerState(tuple(k.index_select(0, index) for k in self.self_k),
+                                tuple(v.index_select(0, index) for v in self.self_v))
+
+    @property
+    def length(self) -> int:
+        """Number of target positions already decoded (the next position's index)."""
+        return self.self_k[0].size(2)
+
+
+class Residual(nn.Module):
+    """x + Dropout(sublayer(x)) with LayerNorm before the sublayer (pre-norm) or after the sum
+    (post-norm, Vaswani et al. 2017, §5.4). Call ``normed`` on the sublayer input, ``add`` after."""
+
+    def __init__(self, d_model: int, pre_norm: bool, dropout: float):
+        super().__init__()
+        self.pre_norm = pre_norm
+        self.norm = nn.LayerNorm(d_model)
+        self.dropout = nn.Dropout(dropout)
+
+    def normed(self, x: Tensor) -> Tensor:
+        return self.norm(x) if self.pre_norm else x
+
+    def add(self, x: Tensor, sublayer_out: Tensor) -> Tensor:
+        x = x + self.dropout(sublayer_out)
+        return x if self.pre_norm else self.norm(x)
+
+
+class FeedForward(nn.Module):
+    """Vaswani et al. (2017), §3.3: FFN(x) = max(0, x W_1 + b_1) W_2 + b_2."""
+
+    def __init__(self, d_model: int, ff_size: int, dropout: float):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(d_model, ff_size), nn.ReLU(), nn.Dropout(dropout),
+                                 nn.Linear(ff_size, d_model))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class EncoderLayer(nn.Module):
+    """Vaswani et al. (2017), §3.1: self-attention, then a feed-forward network."""
+
+    def __init__(self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ff = FeedForward(d_model, ff_size, dropout)
+        self.res_attn = Residual(d_model, pre_norm, dropout)
+        self.res_ff = Residual(d_model, pre_norm, dropout)
+
+    def forward(self, x: Tensor, src_pad: Tensor) -> Tensor:
+        """Shapes: x (B, S, D), src_pad (B, S) bool -> (B, S, D)."""
+        h = self.res_attn.normed(x)
+        x = self.res_attn.add(x, self.self_attn(h, h, h, key_pad=src_pad)[0])
+        return self.res_ff.add(x, self.ff(self.res_ff.normed(x)))
+
+
+class DecoderLayer(nn.Module):
+    """Vaswani et al. (2017), §3.1: masked self-attention, cross-attention over the encoder
+    output, then a feed-forward network. Works on a whole target (teacher forcing, no cache) or
+    on new positions appended to a cached prefix."""
+
+    def __init__(self, d_model: int, heads: int, ff_size: int, dropout: float, pre_norm: bool):
+        super().__init__()
+        self.self_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.cross_attn = MultiHeadAttention(d_model, heads, dropout)
+        self.ff = FeedForward(d_model, ff_size, dropout)
+        self.res_self = Residual(d_model, pre_norm, dropout)
+        self.res_cross = Residual(d_model, pre_norm, dropout)
+        self.res_ff = Residual(d_model, pre_norm, dropout)
+
+    def forward(self, x: Tensor, past_k: Tensor | None, past_v: Tensor | None, cross_k: Tensor,
+                cross_v: Tensor, src_pad: Tensor,
+                need_weights: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Decode T new positions after P cached ones (P = 0 without a cache).
+
+        Shapes:
+            x: (B, T, D); past_k, past_v: (B, nh, P, hd) or None
+            cross_k, cross_v: (B, nh, S, hd); src_pad: (B, S) bool, True = padding
+            returns: x (B, T, D), self_k and self_v (B, nh, P + T, hd),
+                cross-attention weights (B, nh, T, S) or None
+        """
+        h = self.res_self.normed(x)
+        k, v = self.self_attn.project_kv(h, h)                      # (B, nh, T, hd)
+        if past_k is not None and past_v is not None:
+            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, nh, P+T, hd)
+        a, _ = self.self_attn.attend_projected(h, k, v, causal=True)  # the last T keys line up
+        x = self.res_self.add(x, a)
+        h = self.res_cross.normed(x)
+        a, weights = self.cross_attn.attend_projected(h, cross_k, cross_v, key_pad=src_pad,
+                                                      need_weights=need_weights)
+        x = self.res_cross.add(x, a)
+        x = self.res_ff.add(x, self.ff(self.res_ff.normed(x)))
+        return x, k, v, weights
+
+
+class TransformerSeq2Seq(nn.Module):
+    """Vaswani et al. (2017) encoder-decoder with the common ``Seq2Seq`` interface (see
+    :mod:`seqattn.models`). Embeddings are scaled by sqrt(d) and summed with sinusoidal
+    positions (§3.4, §3.5). Attention weights are the cross-attention of every decoder layer and
+    head: (B, L, nh, ...).
+
+    Embedding sharing (§3.4) is decided by :func:`build_transformer` and passed in as shared
+    modules; this class does not know whether its embeddings are tied.
+    """
+
+    def __init__(self, src_embed: nn.Embedding, tgt_embed: nn.Embedding,
+                 encoder: nn.ModuleList, decoder: nn.ModuleList, generator: nn.Linear,
+                 pre_norm: bool, dropout: float, max_positions: int):
+        super().__init__()
+        d_model = tgt_embed.embedding_dim
+        self.src_embed, self.tgt_embed = src_embed, tgt_embed
+        self.encoder, self.decoder = encoder, decoder
+        self.generator = generator
+        self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.dec_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
+        self.dropout = nn.Dropout(dropout)
+        self.scale = math.sqrt(d_model)
+        # A constant table, not a cache: excluded from the state dict.
+        self.register_buffer("positions", sinusoidal_positions(max_positions, d_model),
+                             persistent=False)
+
+    def _embed(self, tokens: Tensor, embed: nn.Embedding, offset: int = 0) -> Tensor:
+        """Shapes: tokens (B, T) -> (B, T, D), positions offset .. offset + T - 1."""
+        T = tokens.size(1)
+        if offset + T > self.positions.size(0):
+            raise ValueError(f"sequence of length {offset + T} exceeds model.max_positions "
+                             f"({self.positions.size(0)})")
+        x = embed(tokens) * self.scale + self.positions[offset:offset + T]
+        return self.dropout(x)                                      # (B, T, D)
+
+    def encode(self, src: Tensor, src_pad: Tensor) -> TransformerMemory:
+        """Run the encoder and project the cross-attention keys/values of every decoder layer.
+
+        Shapes: src (B, S) long, src_pad (B, S) bool, True = padding -> TransformerMemory
+        """
+        x = self._embed(src, self.src_embed)                        # (B, S, D)
+        for layer in self.encoder:
+            x = layer(x, src_pad)
+        x = self.enc_norm(x)                                        # (B, S, D)
+        kv = [layer.cross_attn.project_kv(x, x) for layer in self.decoder]
+        return TransformerMemory(src_pad, tuple(k for k, _ in kv), tuple(v for _, v in kv))
+
+    def init_state(self, memory: TransformerMemory) -> TransformerState:
+        """An empty cache: (B, nh, 0, hd) per layer."""
+        empty = tuple(k[:, :, :0] for k in memory.cross_k)
+        return TransformerState(empty, empty)
+
+    def _decode(self, x: Tensor, state: TransformerState | None, memory: TransformerMemory,
+                need_weights: bool) -> tuple[Tensor, TransformerState, Tensor | None]:
+        """All decoder layers on embedded new positions.
+
+        Shapes: x (B, T, D) -> logits (B, T, V), extended cache, weights (B, L, nh, T, S) or None
+        """
+        keys, values, weights = [], [], []
+        for i, layer in enumerate(self.decoder):
+            past_k = None if state is None else state.self_k[i]
+            past_v = None if state is None else state.self_v[i]
+            x, k, v, w = layer(x, past_k, past_v, memory.cross_k[i], memory.cross_v[i],
+                               memory.src_pad, need_weights)
+            keys.append(k)
+            values.append(v)
+            weights.append(w)
+        logits = self.generator(self.dec_norm(x))                  # (B, T, V)
+        stacked = torch.stack(weights, dim=1) if need_weights else None  # (B, L, nh, T, S)
+        return logits, TransformerState(tuple(keys), tuple(values)), stacked
+
+    def step(self, prev_tokens: Tensor, state: TransformerState,
+             memory: TransformerMemory) -> tuple[Tensor, TransformerState, Tensor]:
+        """One decoding step: one new position, attending to the cached prefix.
+
+        Shapes:
+            prev_tokens: (B,) long
+            returns: logits (B, V), state with one more position, weights (B, L, nh, S)
+        """
+        x = self._embed(prev_tokens.unsqueeze(1), self.tgt_embed, offset=state.length)
+        logits, state, weights = self._decode(x, state, memory, need_weights=True)
+        assert weights is not None
+        return logits.squeeze(1), state, weights.squeeze(3)        # (B, V), _, (B, L, nh, S)
+
+    def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced decoding (causal self-attention, no cache). With ``need_weights=False``
+        every attention uses torch's fused kernel.
+
+        Shapes:
+            src: (B, S) long; src_pad: (B, S) bool, True = padding; tgt_in: (B, T) long
+            returns: logits (B, T, V), weights (B, L, nh, T, S) or None
+        """
+        memory = self.encode(src, src_pad)
+        logits, _, weights = self._decode(self._embed(tgt_in, self.tgt_embed), None, memory,
+                                          need_weights)
+        return logits, weights
+
+
+def _init_weights(module: nn.Module, d_model: int, pad_id: int) -> None:
+    """Xavier-uniform linear weights and zero biases (as the reference tensor2tensor code);
+    embeddings ~ N(0, d^-1/2), so that after the sqrt(d) scale they have unit variance and a
+    tied output layer starts with logits of unit scale. The padding row stays zero."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=d_model ** -0.5)
+            with torch.no_grad():
+                m.weight[pad_id].zero_()
+
+
+def build_transformer(cfg: ModelConfig, src_vocab: int, tgt_vocab: int,
+                      pad_id: int = 0) -> TransformerSeq2Seq:
+    """Build the Transformer from ``cfg``. With ``cfg.tie_embeddings`` the target embedding and
+    the output layer share one matrix (Press & Wolf, 2017), and so does the source embedding
+    when ``src_vocab == tgt_vocab`` (a joint vocabulary)."""
+    D, pre = cfg.hidden_size, cfg.norm == "pre"
+    tgt_embed = nn.Embedding(tgt_vocab, D, padding_idx=pad_id)
+    joint = cfg.tie_embeddings and src_vocab == tgt_vocab
+    src_embed = tgt_embed if joint else nn.Embedding(src_vocab, D, padding_idx=pad_id)
+    encoder = nn.ModuleList(EncoderLayer(D, cfg.heads, cfg.ff_size, cfg.dropout, pre)
+                            for _ in range(cfg.enc_layers))
+    decoder = nn.ModuleList(DecoderLayer(D, cfg.heads, cfg.ff_size, cfg.dropout, pre)
+                            for _ in range(cfg.dec_layers))
+    generator = nn.Linear(D, tgt_vocab, bias=False)
+    model = TransformerSeq2Seq(src_embed, tgt_embed, encoder, decoder, generator, pre,
+                               cfg.dropout, cfg.max_positions)
+    _init_weights(model, D, pad_id)
+    if cfg.tie_embeddings:
+        generator.weight = tgt_embed.weight
+    return model
