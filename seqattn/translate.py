@@ -106,16 +106,25 @@ class Translator:
     def stream(self, lines: Iterable[str], beam: int | None = None, n_best: int = 1,
                alpha: float | None = None, max_len_a: float | None = None,
                max_len_b: int | None = None, min_len: int | None = None,
-               batch_tokens: int = 4096, chunk: int = 256,
+               max_len: int | None = None, batch_tokens: int = 4096,
+               batch_size: int | None = None, chunk: int = 256,
                attention: bool = True) -> Iterator[Translation]:
-        """Translate an iterable of lines lazily, ``chunk`` lines at a time, in input order."""
+        """Translate an iterable of lines lazily, ``chunk`` lines at a time, in input order.
+
+        Within a chunk, sentences are sorted by length and batched by ``batch_tokens`` source
+        tokens, or by ``batch_size`` sentences when given. ``max_len`` fixes the output limit
+        (otherwise ``max_len_a`` · source length + ``max_len_b``); ``min_len`` forbids
+        end-of-sentence before that many pieces.
+        """
         d = self.cfg.decoding
         opts = {"beam": d.beam_size if beam is None else beam, "n_best": n_best,
                 "alpha": d.length_penalty if alpha is None else alpha,
                 "a": d.max_len_a if max_len_a is None else max_len_a,
                 "b": d.max_len_b if max_len_b is None else max_len_b,
-                "min_len": d.min_len if min_len is None else min_len,
-                "batch_tokens": batch_tokens, "attention": attention}
+                "min_len": d.min_len if min_len is None else min_len, "max_len": max_len,
+                "batch_tokens": batch_tokens, "batch_size": batch_size, "attention": attention}
+        if batch_size is not None:
+            chunk = max(chunk, 4 * batch_size)
         if opts["beam"] < 1 or n_best < 1 or n_best > opts["beam"]:
             raise UsageError(f"need 1 <= n_best ({n_best}) <= beam ({opts['beam']})")
         buffer: list[tuple[int, str]] = []
@@ -131,7 +140,13 @@ class Translator:
         out = [self._segment(i, line) for i, line in items]
         todo = [k for k, tr in enumerate(out) if tr.src is not None]
         lens = [len(out[k].src.ids) + 1 for k in todo]  # type: ignore[union-attr]
-        for batch in bucket_batches(lens, lens, opts["batch_tokens"], seed=None):
+        if opts["batch_size"]:
+            order = sorted(range(len(todo)), key=lambda j: lens[j])
+            size = opts["batch_size"]
+            batches = [order[i: i + size] for i in range(0, len(order), size)]
+        else:
+            batches = bucket_batches(lens, lens, opts["batch_tokens"], seed=None)
+        for batch in batches:
             self._decode([out[todo[j]] for j in batch], opts)
         return out
 
@@ -153,7 +168,10 @@ class Translator:
 
         src, src_pad = pad_sources([tr.src.ids for tr in batch])  # type: ignore[union-attr]
         src_len = (~src_pad).sum(dim=1)                                            # (B,)
-        max_len = (opts["a"] * src_len.float() + opts["b"]).long().clamp(min=1)
+        if opts["max_len"] is not None:
+            max_len = torch.full_like(src_len, opts["max_len"])
+        else:
+            max_len = (opts["a"] * src_len.float() + opts["b"]).long().clamp(min=1)
         if self.cfg.model.arch == "transformer":
             max_len = max_len.clamp(max=self.cfg.model.max_positions - 1)
         results = beam_search(self.model, src.to(self.device), src_pad.to(self.device),

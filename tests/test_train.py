@@ -157,3 +157,26 @@ def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
         args += ["--set", item]
     assert run(args) == 2
     assert "bad.en' is not valid UTF-8 (line 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_fused_loss_matches_torch_cross_entropy(smoothing):
+    import torch.nn.functional as F
+
+    from seqattn.train import loss_sums
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(4, 11, (3, 5))
+    target[0, 3:] = 0                                           # padding
+    loss, nll = loss_sums(logits, target, smoothing)
+    ref = F.cross_entropy(logits.view(-1, 11), target.view(-1), ignore_index=0,
+                          label_smoothing=smoothing, reduction="sum")
+    ref_nll = F.cross_entropy(logits.view(-1, 11), target.view(-1), ignore_index=0,
+                              reduction="sum")
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert nll.item() == pytest.approx(ref_nll.item(), rel=1e-12)
+    (ours,) = torch.autograd.grad(loss, logits)
+    (theirs,) = torch.autograd.grad(ref, logits)
+    torch.testing.assert_close(ours, theirs)
+    assert torch.autograd.gradcheck(lambda x: loss_sums(x, target, smoothing)[0], (logits,))

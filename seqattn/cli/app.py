@@ -90,3 +90,32 @@ def setup_logging() -> None:
 
 def debug_from_env() -> bool:
     return os.environ.get("SEQATTN_DEBUG", "").strip() not in ("", "0", "false", "no")
+
+
+def tune_cpu() -> None:
+    """Process-wide CPU settings for the torch commands (train, translate, align).
+
+    Denormal floats are flushed to zero: near-converged models produce them, and CPU
+    arithmetic on denormals can be ten times slower (seen in our reverse-task tests).
+
+    Big tensors' memory stays in the process instead of going back to the OS:
+    glibc serves every allocation above 32 MiB with a fresh mmap, so each (B, T, V) logits
+    tensor of a training step page-faults in anew (measured: cloning a 3840×8000 float tensor
+    took 48 ms, 7.6 ms with this setting). Turning mmap off and raising the trim threshold
+    lets freed blocks be reused. Only for glibc on Linux; a no-op elsewhere.
+    """
+    import ctypes
+    import sys
+
+    import torch
+
+    torch.set_flush_denormal(True)
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_max = -1, -4
+        libc.mallopt(m_mmap_max, 0)
+        libc.mallopt(m_trim_threshold, 1 << 30)
+    except (OSError, AttributeError):
+        pass

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from seqattn.cli.app import app, err_console
+from seqattn.cli.app import app, err_console, tune_cpu
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -63,6 +63,8 @@ def train(
     from seqattn.config import load_config, preset_path
     from seqattn.errors import UsageError
     from seqattn.train import train as run_training
+
+    tune_cpu()
 
     if config is not None and preset is not None:
         raise UsageError("give either CONFIG or --preset, not both")

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 
 import typer
 
-from seqattn.cli.app import app, err_console, out_console
+from seqattn.cli.app import app, err_console, out_console, tune_cpu
 from seqattn.cli.output import emit
 
 log = logging.getLogger("seqattn.cli")
@@ -67,6 +67,19 @@ def translate(
     batch_tokens: Annotated[
         int, typer.Option("--batch-tokens", min=1, help="Source tokens per batch.")
     ] = 4096,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, show_default=False,
+                                 help="Sentences per batch (instead of --batch-tokens).")
+    ] = None,
+    min_len: Annotated[
+        int | None, typer.Option("--min-len", min=0, show_default=False,
+                                 help="No end-of-sentence before this many pieces.")
+    ] = None,
+    max_len: Annotated[
+        int | None, typer.Option("--max-len", min=1, show_default=False,
+                                 help="At most this many pieces [default: a·source+b from "
+                                 "the model's decoding config].")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text, tsv or jsonl.")] = Format.text,
     align: Annotated[
         bool, typer.Option("--align", help="Show each sentence's alignment table (stdout on a "
@@ -89,6 +102,8 @@ def translate(
     from seqattn.errors import UsageError
     from seqattn.translate import load
 
+    tune_cpu()
+
     if text and input is not None:
         raise UsageError("give sentences as arguments or with --input, not both")
     if n_best > (beam or n_best):
@@ -101,7 +116,10 @@ def translate(
     if align:
         table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
             else err_console()
+    if min_len is not None and max_len is not None and min_len > max_len:
+        raise UsageError(f"--min-len ({min_len}) cannot exceed --max-len ({max_len})")
     results = translator.stream(lines, beam=beam, n_best=n_best, alpha=alpha,
+                                min_len=min_len, max_len=max_len, batch_size=batch_size,
                                 batch_tokens=batch_tokens, attention=need_attention,
                                 chunk=max(1, min(256, batch_tokens // 16)))
     for tr in results:  # flushed line by line: a long file shows results as it goes
