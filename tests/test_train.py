@@ -180,3 +180,35 @@ def test_fused_loss_matches_torch_cross_entropy(smoothing):
     (theirs,) = torch.autograd.grad(ref, logits)
     torch.testing.assert_close(ours, theirs)
     assert torch.autograd.gradcheck(lambda x: loss_sums(x, target, smoothing)[0], (logits,))
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+    import signal
+    import time
+
+    base = _corpus(tmp_path) + ["training.max_steps=100000", "training.log_every=1",
+                                "training.valid_every=100000"]
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "seqattn", "train", "--out", str(out)]
+    for item in base:
+        cmd += ["--set", item]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "train.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert stdout == "" and stderr.strip().splitlines()[-1] == "error: interrupted"
+    assert "checkpoint saved at step" in stderr
+    state = torch.load(out / "train_state.pt", weights_only=True)
+    step = int(state["progress"]["step"])
+    assert step >= 2
+    again = config_from_dict({}, base[:-3] + [f"training.max_steps={step + 2}",
+                                              "training.valid_every=100000"])
+    from seqattn.train import train
+
+    summary = train(again, out, resume=True)
+    assert summary["step"] == step + 2
