@@ -13,6 +13,7 @@ _LAZY = {
     "load": ("seqattn.translate", "load"),
     "Translator": ("seqattn.translate", "Translator"),
     "train": ("seqattn.train", "train"),
+    "force_align": ("seqattn.align", "force_align"),
     "load_config": ("seqattn.config", "load_config"),
     "Config": ("seqattn.config", "Config"),
 }
@@ -31,6 +32,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Config",
     "Translator",
+    "force_align",
     "load",
     "load_config",
     "train",

@@ -2,34 +2,357 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import sys
+from collections.abc import Iterator
+from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import IO, Annotated, Any
 
 import typer
 
-from seqattn.cli.app import app
+from seqattn.alignchecks import EOS_MASS, FLAT_ENTROPY, OMISSION_MASS
+from seqattn.cli.app import STATE, app, err_console, out_console, tune_cpu
+from seqattn.cli.output import emit
 
-EXAMPLES = """
+log = logging.getLogger("seqattn.cli")
+
+EXAMPLES = f"""
 [bold]Examples[/bold]
 
-  seqattn align -m models/en-de test.en test.de > test.align    [dim]# Pharaoh i-j[/dim]
+  seqattn align -m models/en-de test.en test.de > test.align    [dim]# Pharaoh i-j, 0-based[/dim]
 
-  echo "a dog runs ||| ein hund rennt" | seqattn align -m models/en-de - --format table
+  echo "a dog runs ||| ein Hund rennt" | seqattn align -m en-de - --format table --check
+
+  seqattn align -m en-de --reverse-model de-en --sym grow-diag-final test.en test.de
+
+  seqattn align -m en-de --calibrate data/gold/multi30k_test2016_ende_dev    [dim]# pick a view[/dim]
+
+  seqattn align -m en-de test.en test.de -f jsonl --html test.html | jq .links
+
+[bold]How it works[/bold]: each given target is force-decoded (teacher forcing, one batched pass)
+and the cross-attention of the view (--layer, --heads, --shift-att; default: the model's
+calibrated view, else the penultimate layer averaged over heads) is merged from pieces into the
+whitespace words you gave (--merge). --shift-att (Chen et al. 2020) reads, for each target word,
+the step where it is the decoder input; the last word reads the step that predicts
+end-of-sentence. Attention on end-of-sentence is reported (jsonl 'eos'), never linked.
+
+[bold]Policies[/bold]: one output line per input pair, in order, flushed per line; a pair with an
+empty side gives an empty line (pharaoh, table, heatmap) or an object with no links (jsonl).
+With '-', each stdin line is 'source ||| target'; an empty line is an empty pair. Mismatched
+files and malformed lines are errors (exit 2) naming the files or the line.
+
+[bold]--check[/bold] flags, per pair: [italic]omission[/italic] (a source word whose total
+attention is < OMISSION_MASS = {OMISSION_MASS}), [italic]repeat[/italic] (target words that
+repeat at once, 'a dog a dog'), [italic]flat[/italic] (a row whose normalised entropy is >=
+FLAT_ENTROPY = {FLAT_ENTROPY}: possible hallucination), [italic]eos[/italic] (a target word with
+>= EOS_MASS = {EOS_MASS} of its attention on end-of-sentence). See seqattn/alignchecks.py.
 """
+
+
+class Format(str, Enum):
+    pharaoh = "pharaoh"
+    jsonl = "jsonl"
+    table = "table"
+    heatmap = "heatmap"
+
+
+class Method(str, Enum):
+    argmax = "argmax"
+    threshold = "threshold"
+    both = "both"
+
+
+class Merge(str, Enum):
+    sum = "sum"
+    mean = "mean"
+    max = "max"
+
+
+class Sym(str, Enum):
+    intersection = "intersection"
+    union = "union"
+    grow_diag = "grow-diag"
+    grow_diag_final = "grow-diag-final"
+    grow_diag_final_and = "grow-diag-final-and"
 
 
 @app.command(epilog=EXAMPLES)
 def align(
-    src: Annotated[str, typer.Argument(help="Source file ('-': 'source ||| target' lines on stdin).")],
-    tgt: Annotated[Path | None, typer.Argument(help="Target file, line-aligned with SRC.")] = None,
-    model: Annotated[
-        str | None, typer.Option("--model", "-m", help="Model directory or shipped model name.")
-    ] = None,
-    fmt: Annotated[
-        str, typer.Option("--format", "-f", help="pharaoh, jsonl or table.")
-    ] = "pharaoh",
+    src: Annotated[str | None, typer.Argument(
+        help="Source file ('-': 'source ||| target' lines on stdin).", show_default=False)] = None,
+    tgt: Annotated[Path | None, typer.Argument(
+        help="Target file, line-aligned with SRC.", show_default=False)] = None,
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", show_default=False,
+        help="Model directory or shipped model name \\[default: en-de].")] = None,
+    fmt: Annotated[Format, typer.Option(
+        "--format", "-f", help="pharaoh (i-j, 0-based), jsonl, table or heatmap.")] = Format.pharaoh,
+    method: Annotated[Method | None, typer.Option(
+        "--method", show_default=False,
+        help="argmax (per target word its best source word), threshold, or both "
+             "\\[default: argmax; threshold if --threshold is given].")] = None,
+    threshold: Annotated[float | None, typer.Option(
+        "--threshold", min=0.0, max=1.0, show_default=False,
+        help="Link every word pair with weight >= P.")] = None,
+    merge: Annotated[Merge, typer.Option(
+        "--merge", help="Subword merge: sum (source pieces summed, target pieces averaged), "
+                        "mean or max (on both sides).")] = Merge.sum,
+    layer: Annotated[int | None, typer.Option(
+        "--layer", show_default=False, help="Transformer decoder layer.")] = None,
+    heads: Annotated[str | None, typer.Option(
+        "--heads", show_default=False, help="mean, max or a head number.")] = None,
+    shift_att: Annotated[bool | None, typer.Option(
+        "--shift-att/--no-shift-att", show_default=False,
+        help="Read each target word at the step where it is the decoder input.")] = None,
+    reverse_model: Annotated[str | None, typer.Option(
+        "--reverse-model", show_default=False,
+        help="A target→source model: align both ways and symmetrize (it reads its own "
+             "calibrated or default view).")] = None,
+    sym: Annotated[Sym | None, typer.Option(
+        "--sym", show_default=False,
+        help="Symmetrization with --reverse-model \\[default: grow-diag-final].")] = None,
+    check: Annotated[bool, typer.Option(
+        "--check", help="Flag possible omissions, repetitions, flat rows, eos mass.")] = False,
+    html: Annotated[Path | None, typer.Option(
+        "--html", show_default=False, help="Also write a self-contained HTML heatmap page.")] = None,
+    png: Annotated[Path | None, typer.Option(
+        "--png", show_default=False, help="Also write a PNG of heatmaps (needs matplotlib).")] = None,
+    calibrate: Annotated[str | None, typer.Option(
+        "--calibrate", show_default=False,
+        help="Gold set (directory with *.src *.tgt *.talp, or SRC,TGT,TALP): sweep the views, "
+             "store the best in the model's seqattn.json.")] = None,
+    batch_tokens: Annotated[int, typer.Option(
+        "--batch-tokens", min=1, help="Padded tokens per batch.")] = 4096,
+    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
 ) -> None:
     """Force-decode given translations and link source words to target words."""
-    from seqattn.errors import SeqattnError
+    from seqattn import align as al
+    from seqattn.translate import load
 
-    raise SeqattnError("'seqattn align' is not available in this version yet")
+    extraction = _extraction(method, threshold, sym, reverse_model)
+    _check_outputs(src, tgt, calibrate, html, png)
+    tune_cpu()
+    translator = load(model, device=device)
+    if calibrate is not None:
+        _calibrate(translator, calibrate, extraction, merge.value, batch_tokens)
+        if src is None:
+            return
+    view = al.resolve_view(translator, layer, heads, shift_att, merge.value)
+    reverse = load(reverse_model, device=device) if reverse_model else None
+    pairs = _pairs(src, tgt)  # type: ignore[arg-type]
+    interactive = src == "-" and sys.stdin.isatty()  # answer each typed line at once
+    chunk = 1 if interactive else max(1, min(256, batch_tokens // 16))
+    results = al.align(translator, pairs, view, extraction, reverse, check=check,
+                       batch_tokens=batch_tokens, chunk=chunk)
+    kept: list[Any] = []
+    for rec in results:
+        _write(rec, fmt, extraction if reverse else None)
+        if html is not None or png is not None:
+            kept.append(rec)
+    _pictures(kept, html, png)
+
+
+def _extraction(method: Method | None, threshold: float | None, sym: Sym | None,
+                reverse_model: str | None) -> Any:
+    from seqattn.align import Extraction
+    from seqattn.errors import UsageError
+
+    if sym is not None and reverse_model is None:
+        raise UsageError("--sym needs --reverse-model MODEL (a target→source model)")
+    if method is Method.argmax and threshold is not None:
+        raise UsageError("--threshold does not apply to --method argmax; use --method both")
+    name = method.value if method else ("threshold" if threshold is not None else "argmax")
+    return Extraction(name, threshold, sym.value if sym else "grow-diag-final")
+
+
+def _check_outputs(src: str | None, tgt: Path | None, calibrate: str | None,
+                   html: Path | None, png: Path | None) -> None:
+    from seqattn.alignviz import have_matplotlib
+    from seqattn.errors import UsageError
+
+    if src is None and calibrate is None:
+        raise UsageError("give SRC_FILE TGT_FILE, or '-' to read 'source ||| target' lines "
+                         "from stdin (or --calibrate GOLD)")
+    if src == "-" and tgt is not None:
+        raise UsageError("with '-' the pairs come from stdin as 'source ||| target' lines; "
+                         "give no TGT_FILE")
+    if src not in (None, "-") and tgt is None:
+        raise UsageError(f"give TGT_FILE, line-aligned with '{src}' (or '-' to read "
+                         "'source ||| target' lines from stdin)")
+    for flag, path in (("--html", html), ("--png", png)):
+        if path is not None and path.is_dir():
+            raise UsageError(f"{flag} '{path}' is a directory; give a file name")
+    if png is not None and not have_matplotlib():
+        raise UsageError("--png needs matplotlib, which is not installed: pip install matplotlib")
+
+
+# --------------------------------------------------------------------------- input
+
+
+def _pairs(src: str, tgt: Path | None) -> Iterator[tuple[str, str]]:
+    if src == "-":
+        return _stdin_pairs(sys.stdin.buffer)
+    return _file_pairs(Path(src), tgt)  # type: ignore[arg-type]
+
+
+def _open(path: Path) -> IO[bytes]:
+    from seqattn.errors import DataError
+
+    if path.is_dir():
+        raise DataError(f"'{path}' is a directory, not a text file")
+    try:
+        return path.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"input file '{path}' does not exist") from None
+    except PermissionError:
+        raise DataError(f"input file '{path}' cannot be read (permission denied)") from None
+
+
+def _lines(stream: IO[bytes], name: str) -> Iterator[str]:
+    """Decoded lines without their line ending; invalid UTF-8 is replaced, with a warning."""
+    for number, raw in enumerate(stream, start=1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("%s line %d is not valid UTF-8; invalid bytes replaced by U+FFFD",
+                        name, number)
+            yield raw.decode("utf-8", errors="replace")
+
+
+def _count_lines(path: Path) -> int:
+    n, last = 0, b"\n"
+    with _open(path) as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            n += block.count(b"\n")
+            last = block[-1:]
+    return n + (last != b"\n")
+
+
+def _mismatch(src: Path, n_src: int, tgt: Path, n_tgt: int) -> Exception:
+    from seqattn.errors import DataError
+
+    return DataError(f"'{src}' has {n_src} lines but '{tgt}' has {n_tgt}; the files must be "
+                     "line-aligned (one sentence pair per line)")
+
+
+def _file_pairs(src: Path, tgt: Path) -> Iterator[tuple[str, str]]:
+    """Pairs of two line-aligned files, lazily. Regular files are counted first, so a
+    mismatch is reported before anything is written; pipes are checked as they run out."""
+    if src.is_file() and tgt.is_file():
+        n_src, n_tgt = _count_lines(src), _count_lines(tgt)
+        if n_src != n_tgt:
+            raise _mismatch(src, n_src, tgt, n_tgt)
+    with _open(src) as src_file, _open(tgt) as tgt_file:
+        a, b = _lines(src_file, str(src)), _lines(tgt_file, str(tgt))
+        count = 0
+        while True:
+            s, t = next(a, None), next(b, None)
+            if s is None and t is None:
+                return
+            if s is None or t is None:
+                n_src = count + (0 if s is None else 1 + sum(1 for _ in a))
+                n_tgt = count + (0 if t is None else 1 + sum(1 for _ in b))
+                raise _mismatch(src, n_src, tgt, n_tgt)
+            count += 1
+            yield s, t
+
+
+def _stdin_pairs(stream: IO[bytes]) -> Iterator[tuple[str, str]]:
+    from seqattn.errors import DataError
+
+    for number, line in enumerate(_lines(stream, "stdin"), start=1):
+        if not line.strip():
+            yield "", ""
+            continue
+        parts = line.split("|||")
+        if len(parts) != 2:
+            found = "no '|||'" if len(parts) == 1 else f"{len(parts) - 1} '|||'"
+            raise DataError(f"stdin line {number}: expected 'source ||| target', found {found} "
+                            f"in {line[:60]!r}")
+        yield parts[0].strip(), parts[1].strip()
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _write(rec: Any, fmt: Format, extraction: Any) -> None:
+    from seqattn.align import pharaoh
+
+    if fmt is Format.pharaoh:
+        emit(pharaoh(rec.links), flush=True)
+    elif fmt is Format.jsonl:
+        emit(json.dumps(_json(rec, extraction), ensure_ascii=False), flush=True)
+    elif rec.empty:
+        emit("", flush=True)
+    else:
+        from seqattn.alignviz import alignment_table, heatmap
+
+        out_console().print(alignment_table(rec) if fmt is Format.table else heatmap(rec))
+        sys.stdout.flush()
+
+
+def _json(rec: Any, extraction: Any) -> dict[str, Any]:
+    """One jsonl record; ``extraction`` is given when a reverse model symmetrized the links."""
+    from seqattn.align import pharaoh
+
+    links = sorted(rec.links)
+    obj: dict[str, Any] = {
+        "id": rec.id, "source": rec.source, "target": rec.target,
+        "source_words": rec.src.words if rec.src else [],
+        "target_words": rec.tgt.words if rec.tgt else [],
+        "source_pieces": rec.src.pieces if rec.src else [],
+        "target_pieces": rec.tgt.pieces if rec.tgt else [],
+        "alignment": pharaoh(links), "links": [list(link) for link in links],
+        "link_probs": rec.link_probs(),
+        "attention": rec.words.tolist() if rec.words is not None else [],
+        "eos": rec.eos.tolist() if rec.eos is not None else [],
+        "view": rec.view.as_dict() if rec.view is not None else None,
+    }
+    if rec.reverse_words is not None:  # (n_src, n_tgt): rows are source words
+        obj["reverse_attention"] = rec.reverse_words.tolist()
+        obj["reverse_link_probs"] = [float(rec.reverse_words[s, t]) for s, t in links]
+        obj["sym"] = extraction.sym
+    if rec.truncated:
+        obj["truncated"] = True
+    if rec.checks is not None:
+        obj["checks"] = rec.checks.as_dict(rec.src.words, rec.tgt.words)
+    return obj
+
+
+def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:
+    from seqattn import alignviz
+
+    if html is not None:
+        alignviz.write_html(html, records)
+        log.info("wrote %s (%d pairs)", html, len(records))
+    if png is not None:
+        drawn = alignviz.write_png(png, records)
+        log.info("wrote %s (%d pairs drawn)", png, drawn)
+
+
+def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
+               batch_tokens: int) -> None:
+    from rich.table import Table
+
+    from seqattn.calibrate import calibrate
+
+    rows, best = calibrate(translator, spec, extraction, merge, batch_tokens)
+    if not STATE["quiet"]:
+        table = Table(title=f"alignment views on {spec} (lowest AER first)",
+                      title_justify="left", header_style="bold")
+        for name in ("layer", "heads", "shift", "AER%", "Prec%", "Rec%", "links"):
+            table.add_column(name, justify="left" if name in ("heads", "shift") else "right")
+        for row in sorted(rows, key=lambda r: r.scores.aer):
+            s = row.scores
+            table.add_row(str(row.view.layer), row.view.heads, "yes" if row.view.shift else "no",
+                          f"{100 * s.aer:.1f}", f"{100 * s.precision:.1f}",
+                          f"{100 * s.recall:.1f}", str(s.hyp_links),
+                          style="bold" if row is best else "")
+        err_console().print(table)
+    v = best.view
+    log.info("stored the best view in %s/seqattn.json: layer %d, heads %s, shift %s "
+             "(AER %.1f%%)", translator.loaded.path, v.layer, v.heads, v.shift,
+             100 * best.scores.aer)

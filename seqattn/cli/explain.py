@@ -55,11 +55,11 @@ def explain(
     ] = None,
     values: Annotated[
         list[str] | None,
-        typer.Option("--value", help="A value vector per key [default: the keys].",
+        typer.Option("--value", help="A value vector per key \\[default: the keys].",
                      show_default=False),
     ] = None,
     score: Annotated[
-        Score | None, typer.Option("--score", "-s", help="Score function [default: dot].",
+        Score | None, typer.Option("--score", "-s", help="Score function \\[default: dot].",
                                    show_default=False)
     ] = None,
     file: Annotated[
@@ -67,12 +67,12 @@ def explain(
     ] = None,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Seed for the matrices of general, concat and "
-                                 "additive scores when none are given [default: 0].",
+                                 "additive scores when none are given \\[default: 0].",
                                  show_default=False)
     ] = None,
     attn_dim: Annotated[
         int | None, typer.Option("--attn-dim", min=1, help="Hidden size A of concat/additive "
-                                 "[default: key size].", show_default=False)
+                                 "\\[default: key size].", show_default=False)
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
     digits: Annotated[int, typer.Option("--digits", min=0, max=12, help="Decimals shown.")] = 4,

@@ -44,7 +44,7 @@ def train(
     ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", "-o", show_default=False,
-                                  help="Model directory to write [default: runs/CONFIG_NAME].")
+                                  help="Model directory to write \\[default: runs/CONFIG_NAME].")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run saved in --out where it stopped.")

@@ -53,16 +53,16 @@ def translate(
     ] = None,
     model: Annotated[
         str | None, typer.Option("--model", "-m", show_default=False,
-                                 help="Model directory or shipped model name [default: en-de].")
+                                 help="Model directory or shipped model name \\[default: en-de].")
     ] = None,
     beam: Annotated[
         int | None, typer.Option("--beam", "-b", min=1, show_default=False,
-                                 help="Beam size, 1 = greedy [default: the model's, 5].")
+                                 help="Beam size, 1 = greedy \\[default: the model's, 5].")
     ] = None,
     n_best: Annotated[int, typer.Option("--n-best", min=1, help="Hypotheses per line.")] = 1,
     alpha: Annotated[
         float | None, typer.Option("--alpha", min=0.0, show_default=False,
-                                   help="GNMT length penalty α [default: the model's].")
+                                   help="GNMT length penalty α \\[default: the model's].")
     ] = None,
     batch_tokens: Annotated[
         int, typer.Option("--batch-tokens", min=1, help="Source tokens per batch.")
@@ -77,7 +77,7 @@ def translate(
     ] = None,
     max_len: Annotated[
         int | None, typer.Option("--max-len", min=1, show_default=False,
-                                 help="At most this many pieces [default: a·source+b from "
+                                 help="At most this many pieces \\[default: a·source+b from "
                                  "the model's decoding config].")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text, tsv or jsonl.")] = Format.text,
@@ -94,7 +94,7 @@ def translate(
     ] = None,
     heads: Annotated[
         str | None, typer.Option("--heads", show_default=False,
-                                 help="mean, max or a head number [default: mean].")
+                                 help="mean, max or a head number \\[default: mean].")
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
 ) -> None:

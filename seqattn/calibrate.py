@@ -1,0 +1,153 @@
+"""Choose the attention view that aligns best on a gold set (``seqattn align --calibrate``).
+
+Every pair of the gold set is force-decoded once, keeping the attention of every decoder layer
+and head; then each view — layer × heads (mean, max, each head) × {plain, shift-att} — is
+scored with the alignment error rate (:func:`seqattn.aer.aer`) and the lowest wins (ties: the
+first in that order, so the simpler view). The winner is stored in the model directory's
+``seqattn.json`` as ``"alignment": {"layer", "heads", "shift", "aer"}``, which later runs of
+``align`` (and the layer/heads of ``translate --align``) use by default.
+
+A gold set is three line-aligned files: ``*.src`` and ``*.tgt`` (whitespace-tokenised text, as
+the links count words) and ``*.talp`` (``i-j`` sure, ``ipj`` possible links). Give their
+directory (holding exactly one file of each kind) or the three paths joined by commas. The
+talp file may count from 1 (as the NAACL 2003 sets and ours do) or from 0: a file without any
+index 0 is read as 1-indexed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from seqattn import align as al
+from seqattn.aer import AlignmentScores, GoldAlignment, aer, parse_talp
+from seqattn.errors import DataError
+from seqattn.textio import read_lines
+
+if TYPE_CHECKING:
+    from seqattn.translate import Translator
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SweepRow:
+    """One view and its scores on the gold set."""
+
+    view: al.View
+    scores: AlignmentScores
+
+
+def gold_files(spec: str | Path) -> tuple[Path, Path, Path]:
+    """(src, tgt, talp) from a directory or from ``SRC,TGT,TALP``."""
+    text = str(spec)
+    if "," in text:
+        parts = [Path(p) for p in text.split(",")]
+        if len(parts) != 3:
+            raise DataError(f"--calibrate takes a directory or SRC,TGT,TALP; got '{text}'")
+        return parts[0], parts[1], parts[2]
+    folder = Path(text)
+    if not folder.is_dir():
+        raise DataError(f"gold '{text}' is not a directory; give a directory holding *.src, "
+                        "*.tgt and *.talp, or SRC,TGT,TALP")
+    found = []
+    for suffix in (".src", ".tgt", ".talp"):
+        files = sorted(folder.glob(f"*{suffix}"))
+        if len(files) != 1:
+            raise DataError(f"gold directory '{folder}' needs exactly one *{suffix} file, "
+                            f"found {len(files)}")
+        found.append(files[0])
+    return found[0], found[1], found[2]
+
+
+def read_gold(spec: str | Path) -> tuple[list[tuple[str, str]], list[GoldAlignment]]:
+    """The sentence pairs and gold links of a gold set (links 0-based, checked in range)."""
+    src_path, tgt_path, talp_path = gold_files(spec)
+    src, tgt = read_lines(src_path), read_lines(tgt_path)
+    talp = read_lines(talp_path, allow_empty=True)
+    if not len(src) == len(tgt) == len(talp):
+        raise DataError(f"gold files differ in length: '{src_path}' has {len(src)} lines, "
+                        f"'{tgt_path}' {len(tgt)}, '{talp_path}' {len(talp)}")
+    one_indexed = not any(_has_zero(line) for line in talp)
+    log.debug("reading '%s' as %s-indexed", talp_path, 1 if one_indexed else 0)
+    gold = []
+    for n, (s, t, line) in enumerate(zip(src, tgt, talp), start=1):
+        g = parse_talp(line, one_indexed=one_indexed, where=f"{talp_path}:{n}")
+        n_src, n_tgt = len(s.split()), len(t.split())
+        bad = next(((i, j) for i, j in sorted(g.possible) if i >= n_src or j >= n_tgt), None)
+        if bad is not None:
+            base = int(one_indexed)
+            raise DataError(f"{talp_path}:{n}: link {bad[0] + base}-{bad[1] + base} is outside "
+                            f"the sentence pair ({n_src} source, {n_tgt} target words)")
+        gold.append(g)
+    return list(zip(src, tgt)), gold
+
+
+def _has_zero(line: str) -> bool:
+    return any("0" in token.replace("p", "-").split("-") for token in line.split())
+
+
+def candidate_views(translator: Translator, merge: str = "sum") -> list[al.View]:
+    """Every view to try, simplest first: per layer, heads mean, max, 0..H-1; plain, shift."""
+    n_layers, n_heads = al.model_shape(translator)
+    heads = ["mean"] + (["max", *map(str, range(n_heads))] if n_heads > 1 else [])
+    return [al.View(layer, h, shift, merge)
+            for layer in range(n_layers) for h in heads for shift in (False, True)]
+
+
+def sweep(translator: Translator, pairs: list[tuple[str, str]], gold: list[GoldAlignment],
+          extraction: al.Extraction | None = None, merge: str = "sum",
+          batch_tokens: int = 4096) -> list[SweepRow]:
+    """Score every candidate view on the gold pairs (one forward pass per batch in all)."""
+    extraction = extraction or al.Extraction()
+    records = al.force_align(translator, pairs, al.View(merge=merge),
+                             batch_tokens=batch_tokens, keep_weights=True)
+    sure, possible = [g.sure for g in gold], [g.possible for g in gold]
+    rows = []
+    for view in candidate_views(translator, merge):
+        hyps = [_links(rec, view, extraction) for rec in records]
+        rows.append(SweepRow(view, aer(hyps, sure, possible)))
+    return rows
+
+
+def _links(rec: al.PairAlignment, view: al.View,
+           extraction: al.Extraction) -> set[al.Link]:
+    if rec.weights is None or rec.src is None or rec.tgt is None:
+        return set()
+    words, _ = al.word_weights(al.view_rows(rec.weights, view), rec.tgt.word_of_piece,
+                               rec.src.word_of_piece, len(rec.tgt.words), len(rec.src.words),
+                               view.merge)
+    return al.extract_links(words, extraction.method, extraction.threshold)
+
+
+def best_row(rows: list[SweepRow]) -> SweepRow:
+    """The lowest AER; the first such row on a tie."""
+    return min(rows, key=lambda r: r.scores.aer)
+
+
+def store_view(translator: Translator, row: SweepRow) -> dict[str, Any]:
+    """Write the view into the model's ``seqattn.json`` (other keys kept) and use it now."""
+    from seqattn.checkpoint import read_meta, write_meta
+
+    setting = {"layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
+               "aer": round(row.scores.aer, 6)}
+    path = translator.loaded.path
+    meta = read_meta(path)
+    meta["alignment"] = setting
+    write_meta(path, meta)
+    translator.loaded.meta["alignment"] = setting
+    return setting
+
+
+def calibrate(translator: Translator, spec: str | Path, extraction: al.Extraction | None = None,
+              merge: str = "sum", batch_tokens: int = 4096,
+              store: bool = True) -> tuple[list[SweepRow], SweepRow]:
+    """Sweep the views on the gold set ``spec``, store the best (unless ``store=False``)."""
+    pairs, gold = read_gold(spec)
+    rows = sweep(translator, pairs, gold, extraction, merge, batch_tokens)
+    best = best_row(rows)
+    if store:
+        store_view(translator, best)
+    return rows, best
