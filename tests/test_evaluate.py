@@ -332,3 +332,35 @@ assert "torch" not in sys.modules, "seqattn evaluate imported torch"
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_model_mode_translates_then_scores(tiny_transformer, tmp_path, capsys):
+    import sacrebleu
+
+    from seqattn.cli import run as cli_run
+    from tests.conftest import SAMPLE
+
+    src, ref = tmp_path / "src.en", tmp_path / "ref.de"
+    src.write_text("\n".join((SAMPLE / "valid.en").read_text().splitlines()[:8]) + "\n")
+    ref.write_text("\n".join((SAMPLE / "valid.de").read_text().splitlines()[:8]) + "\n")
+    hyp = tmp_path / "hyp.de"
+    code = cli_run(["evaluate", "-m", str(tiny_transformer), "--src", str(src), "-r", str(ref),
+                    "--beam", "2", "--save-hyp", str(hyp), "-f", "json", "--metrics", "bleu"])
+    assert code == 0
+    data = json.loads(capsys.readouterr().out)
+    hyps = hyp.read_text(encoding="utf-8").splitlines()
+    assert len(hyps) == 8
+    expected = sacrebleu.corpus_bleu(hyps, [ref.read_text(encoding="utf-8").splitlines()])
+    (system,) = data["sets"][0]["systems"]
+    assert system["scores"]["bleu"]["score"] == pytest.approx(expected.score)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-m", "x", "-r", "r.de"], "model mode needs all of"),
+    (["--beam", "3", "-r", "r.de", "h.de"], "belong to model mode"),
+])
+def test_model_mode_usage_errors(args, message, capsys):
+    from seqattn.cli import run as cli_run
+
+    assert cli_run(["evaluate", *args]) == 2
+    assert message in capsys.readouterr().err

@@ -20,6 +20,8 @@ EXAMPLES = """
 
   seqattn evaluate -r test.de rnn.de transformer.de
 
+  seqattn evaluate -m en-de --src test.en -r test.de --beam 5 --save-hyp test.hyp.de   [dim]# model mode[/dim]
+
   seqattn evaluate -r test.de -r test.alt.de hyp.de --metrics bleu,chrf++   [dim]# 2 references[/dim]
 
   seqattn evaluate -r test.tok.de hyp.tok.de --lowercase --tokenize none   [dim]# paper convention[/dim]
@@ -88,6 +90,18 @@ GoldOpt = Annotated[str | None, typer.Option(
 OneIndexedOpt = Annotated[bool, typer.Option(
     "--gold-one-indexed", rich_help_panel=A,
     help="The gold counts words from 1 (as the NAACL 2003 sets do).")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", rich_help_panel="Model mode", show_default=False,
+    help="Translate --src with this model (directory or shipped name), then score it.")]
+SrcOpt = Annotated[str | None, typer.Option(
+    "--src", rich_help_panel="Model mode", show_default=False,
+    help="Source file to translate in model mode.")]
+BeamOpt = Annotated[int | None, typer.Option(
+    "--beam", min=1, rich_help_panel="Model mode", show_default=False,
+    help="Beam size in model mode \\[default: the model's].")]
+SaveHypOpt = Annotated[str | None, typer.Option(
+    "--save-hyp", rich_help_panel="Model mode", show_default=False,
+    help="Keep the model's translations in this file.")]
 ReverseOpt = Annotated[bool, typer.Option(
     "--reverse", rich_help_panel=A,
     help="The --align files are written target-source: swap each link.")]
@@ -100,7 +114,8 @@ def evaluate(
     sentence: SentenceOpt = False, baseline: BaselineOpt = None, paired_test: PairedTestOpt = "bs",
     paired_bs_n: BsNOpt = 1000, paired_ar_n: ArNOpt = 10000, seed: SeedOpt = 12345,
     align: AlignOpt = None, gold: GoldOpt = None, gold_one_indexed: OneIndexedOpt = False,
-    reverse: ReverseOpt = False,
+    reverse: ReverseOpt = False, model: ModelOpt = None, src: SrcOpt = None,
+    beam: BeamOpt = None, save_hyp: SaveHypOpt = None,
 ) -> None:
     """Score translations with sacreBLEU (BLEU, chrF, TER), or word alignments with AER.
 
@@ -131,8 +146,38 @@ def evaluate(
         return
     if gold is not None or gold_one_indexed or reverse:
         raise UsageError("--gold, --gold-one-indexed and --reverse need --align")
+    if model is not None or src is not None:
+        if model is None or src is None or not refs:
+            raise UsageError("model mode needs all of -m MODEL, --src SRC and -r REF")
+        if sets is not None:
+            raise UsageError("model mode scores one source file; it does not take --sets")
+        hyps = [*(hyps or []), _translate_file(model, src, beam, save_hyp)]
+    elif beam is not None or save_hyp is not None:
+        raise UsageError("--beam and --save-hyp belong to model mode (-m MODEL --src SRC)")
     _evaluate_translations(hyps or [], refs or [], sets, metrics, lowercase, tokenize, sentence,
                            fmt_name, (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
+
+
+def _translate_file(model: str, src: str, beam: int | None, save_hyp: str | None) -> str:
+    """Translate ``src`` with ``model`` into ``save_hyp`` (or a temporary file named after the
+    model, so the table's row says which model it is); returns the hypothesis file."""
+    import tempfile
+    from pathlib import Path
+
+    from seqattn.checkpoint import atomic_open
+    from seqattn.cli.app import tune_cpu
+    from seqattn.textio import read_lines
+    from seqattn.translate import load, resolve_model
+
+    lines = read_lines(src)  # checked before the model loads
+    tune_cpu()
+    translator = load(model)
+    name = resolve_model(model).resolve().name
+    target = Path(save_hyp) if save_hyp else Path(tempfile.mkdtemp(prefix="seqattn-")) / name
+    with atomic_open(target) as out:
+        for tr in translator.stream(lines, beam=beam, attention=False):
+            out.write(tr.text + "\n")
+    return str(target)
 
 
 def _check_format(fmt: str | None, sentence: bool) -> str:
