@@ -5,10 +5,15 @@ Torch-free, so file-only commands (``evaluate``) stay fast.
 
 from __future__ import annotations
 
+import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 from seqattn.errors import DataError
+
+log = logging.getLogger("seqattn.input")
 
 
 def read_lines(path: str | Path, allow_empty: bool = False) -> list[str]:
@@ -47,3 +52,31 @@ def _read_bytes(path: str | Path) -> bytes:
         return file.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read '{path}': {e.strerror or e}") from None
+
+
+def open_input(path: str | Path) -> IO[bytes]:
+    """A text file opened for streaming in binary (``'-'``: stdin), or a one-line DataError."""
+    if str(path) == "-":
+        return sys.stdin.buffer
+    file = Path(path)
+    if file.is_dir():
+        raise DataError(f"'{path}' is a directory, not a text file")
+    try:
+        return file.open("rb")
+    except FileNotFoundError:
+        raise DataError(f"input file '{path}' does not exist") from None
+    except PermissionError:
+        raise DataError(f"input file '{path}' cannot be read (permission denied)") from None
+
+
+def stream_lines(stream: IO[bytes], name: str) -> Iterator[str]:
+    """Lines without their ending, decoded lazily. Policy: invalid UTF-8 is replaced by
+    U+FFFD with a warning naming the line, so no line is ever dropped."""
+    for number, raw in enumerate(stream, start=1):
+        raw = raw.rstrip(b"\n").rstrip(b"\r")
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError:
+            log.warning("%s line %d is not valid UTF-8; invalid bytes replaced by U+FFFD",
+                        "stdin" if name == "-" else name, number)
+            yield raw.decode("utf-8", errors="replace")

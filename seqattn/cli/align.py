@@ -198,28 +198,15 @@ def _pairs(src: str, tgt: Path | None) -> Iterator[tuple[str, str]]:
 
 
 def _open(path: Path) -> IO[bytes]:
-    from seqattn.errors import DataError
+    from seqattn.textio import open_input
 
-    if path.is_dir():
-        raise DataError(f"'{path}' is a directory, not a text file")
-    try:
-        return path.open("rb")
-    except FileNotFoundError:
-        raise DataError(f"input file '{path}' does not exist") from None
-    except PermissionError:
-        raise DataError(f"input file '{path}' cannot be read (permission denied)") from None
+    return open_input(path)
 
 
 def _lines(stream: IO[bytes], name: str) -> Iterator[str]:
-    """Decoded lines without their line ending; invalid UTF-8 is replaced, with a warning."""
-    for number, raw in enumerate(stream, start=1):
-        raw = raw.rstrip(b"\n").rstrip(b"\r")
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError:
-            log.warning("%s line %d is not valid UTF-8; invalid bytes replaced by U+FFFD",
-                        name, number)
-            yield raw.decode("utf-8", errors="replace")
+    from seqattn.textio import stream_lines
+
+    return stream_lines(stream, name)
 
 
 def _count_lines(path: Path) -> int:

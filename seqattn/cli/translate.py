@@ -7,7 +7,6 @@ import logging
 import sys
 from collections.abc import Iterator
 from enum import Enum
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -144,33 +143,10 @@ def _check_view(translator: Any, layer: int | None, heads: str | None) -> None:
 
 
 def _read(source: str) -> Iterator[str]:
-    """Lines of a file or stdin, lazily; invalid UTF-8 is replaced, with a warning."""
-    from seqattn.errors import DataError
+    """Lines of a file or stdin, lazily (invalid UTF-8 replaced, with a warning)."""
+    from seqattn.textio import open_input, stream_lines
 
-    if source == "-":
-        stream = sys.stdin.buffer
-    else:
-        path = Path(source)
-        if path.is_dir():
-            raise DataError(f"'{source}' is a directory, not a text file")
-        try:
-            stream = path.open("rb")
-        except FileNotFoundError:
-            raise DataError(f"input file '{source}' does not exist") from None
-        except PermissionError:
-            raise DataError(f"input file '{source}' cannot be read (permission denied)") from None
-    return _decode_lines(stream, source)
-
-
-def _decode_lines(stream: Any, name: str) -> Iterator[str]:
-    for number, raw in enumerate(stream, start=1):
-        raw = raw.rstrip(b"\n").rstrip(b"\r")
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError:
-            log.warning("%s line %d is not valid UTF-8; invalid bytes replaced by U+FFFD",
-                        "stdin" if name == "-" else name, number)
-            yield raw.decode("utf-8", errors="replace")
+    return stream_lines(open_input(source), source)
 
 
 def _record(translator: Any, tr: Any, fmt: Format, attention: bool, layer: int | None,
