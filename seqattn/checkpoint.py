@@ -46,9 +46,18 @@ def atomic_open(path: Path, mode: str = "w") -> Any:
     """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
 
     On any error the temporary file is removed and ``path`` keeps its previous content.
+    A target that exists but is not a regular file (``/dev/stdout``, a FIFO, a link to a
+    device) is written in place: renaming over it would replace the device or link.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    if path.exists() and not path.is_file():
+        with open(path, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
+            yield f
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:  # name the file the user asked for, not our temporary one
+        raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
             yield f

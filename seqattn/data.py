@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import random
-import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from seqattn.checkpoint import atomic_write
 from seqattn.errors import DataError
 from seqattn.models import BOS_ID as BOS
 from seqattn.models import EOS_ID as EOS
@@ -102,7 +102,8 @@ def train_spm(texts: Sequence[str | Path], prefix: Path, vocab_size: int, model_
             raise DataError(f"could not train a sentencepiece model on {names}: {e}; "
                             "try a smaller data.vocab_size") from None
         target = prefix.with_suffix(".model")
-        shutil.copyfile(Path(tmp) / "spm.model", target)
+        trained = (Path(tmp) / "spm.model").read_bytes()  # atomically: a killed run never
+        atomic_write(target, lambda f: f.write(trained), binary=True)  # leaves half a model
     return target
 
 

@@ -117,6 +117,8 @@ def load_problem(path: str | Path) -> dict[str, Any]:
         raise UsageError(f"'{path}' is a directory; give a JSON or YAML file") from None
     except UnicodeDecodeError:
         raise UsageError(f"file '{path}' is not UTF-8 text") from None
+    except OSError as e:  # a path through a regular file, EIO, permission denied, ...
+        raise UsageError(f"cannot read file '{path}': {e.strerror or e}") from None
     try:  # YAML is a superset of JSON, so one parser reads both
         data = yaml.safe_load(text)
     except yaml.YAMLError as e:

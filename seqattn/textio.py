@@ -67,16 +67,30 @@ def open_input(path: str | Path) -> IO[bytes]:
         raise DataError(f"input file '{path}' does not exist") from None
     except PermissionError:
         raise DataError(f"input file '{path}' cannot be read (permission denied)") from None
+    except OSError as e:  # a path through a regular file ('file/x'), a name too long, ...
+        raise DataError(f"cannot open input file '{path}': {e.strerror or e}") from None
 
 
 def stream_lines(stream: IO[bytes], name: str) -> Iterator[str]:
     """Lines without their ending, decoded lazily. Policy: invalid UTF-8 is replaced by
-    U+FFFD with a warning naming the line, so no line is ever dropped."""
-    for number, raw in enumerate(stream, start=1):
+    U+FFFD with a warning naming the line, so no line is ever dropped. A read error
+    (``EIO``, ...) is a one-line DataError naming the file and the line."""
+    where = "stdin" if name == "-" else name
+    lines, number = iter(stream), 0
+    while True:
+        try:
+            raw = next(lines)
+        except StopIteration:
+            return
+        except OSError as e:
+            shown = where if name == "-" else f"'{where}'"
+            raise DataError(f"cannot read {shown} at line {number + 1}: {e.strerror or e}") \
+                from None
+        number += 1
         raw = raw.rstrip(b"\n").rstrip(b"\r")
         try:
             yield raw.decode("utf-8")
         except UnicodeDecodeError:
             log.warning("%s line %d is not valid UTF-8; invalid bytes replaced by U+FFFD",
-                        "stdin" if name == "-" else name, number)
+                        where, number)
             yield raw.decode("utf-8", errors="replace")

@@ -193,10 +193,15 @@ def _require(path: str | None, key: str) -> Path:
     return Path(path)
 
 
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically: a killed run never leaves half a sentencepiece model
+    that the next start would take for a finished one."""
+    data = src.read_bytes()
+    ckpt.atomic_write(dst, lambda f: f.write(data), binary=True)
+
+
 def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> None:
     """Copy or train the sentencepiece model(s) into ``out`` (nothing to do if present)."""
-    import shutil
-
     d = cfg.data
     try:
         ckpt.spm_paths(out)
@@ -205,7 +210,7 @@ def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> N
         pass
     if d.vocab == "joint":
         if d.spm_model:
-            shutil.copyfile(_require(d.spm_model, "data.spm_model"), out / ckpt.JOINT_SPM)
+            _copy_atomic(_require(d.spm_model, "data.spm_model"), out / ckpt.JOINT_SPM)
         else:
             log.info("training a joint %s sentencepiece model (%d pieces)", d.spm_type,
                      d.vocab_size)
@@ -214,7 +219,7 @@ def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> N
     for side, given, text, name in (("src", d.src_spm_model, train_src, ckpt.SRC_SPM),
                                     ("tgt", d.tgt_spm_model, train_tgt, ckpt.TGT_SPM)):
         if given:
-            shutil.copyfile(_require(given, f"data.{side}_spm_model"), out / name)
+            _copy_atomic(_require(given, f"data.{side}_spm_model"), out / name)
         else:
             log.info("training the %s sentencepiece model (%d pieces)", side, d.vocab_size)
             train_spm([text], out / f"{side}.spm", d.vocab_size, d.spm_type)
@@ -310,6 +315,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
     rank, world = _distributed()
     reporter = reporter if reporter is not None and rank == 0 else _Silent()
     cfg = _check_out_dir(cfg, out, resume) if rank == 0 else cfg
+    _check_batch_budget(cfg)
     if world > 1:
         _barrier()
         cfg = load_config(out / ckpt.CONFIG) if resume else cfg
@@ -317,6 +323,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
     torch.manual_seed(cfg.training.seed)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(out)
         data = prepare_data(cfg, out)
         ckpt.atomic_write(out / ckpt.CONFIG, lambda f: f.write(dump_config(cfg)))
     if world > 1:
@@ -333,6 +340,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
     if resume:
         _load_state(out, model, optimizer, schedule, progress, dev)
         log.info("resuming at step %d (epoch %d)", progress.step, progress.epoch)
+        if rank == 0:
+            _trim_log(out, progress.step)
     meta = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
             "parameters": sum(p.numel() for p in model.parameters())}
     if rank == 0:
@@ -363,10 +372,37 @@ def _barrier() -> None:
     dist.barrier()
 
 
+def _remove_stale_temporaries(out: Path) -> None:
+    """An atomic write killed midway leaves a hidden ``.NAME.XXXXXXXX.tmp`` beside NAME; a new
+    start of the run removes those of its own files (and nothing else)."""
+    for name in (ckpt.CONFIG, ckpt.WEIGHTS, ckpt.META, ckpt.LAST_WEIGHTS, ckpt.TRAIN_STATE,
+                 ckpt.TRAIN_LOG, ckpt.JOINT_SPM, ckpt.SRC_SPM, ckpt.TGT_SPM):
+        for stale in out.glob(f".{name}.*.tmp"):
+            stale.unlink(missing_ok=True)
+
+
+def _check_batch_budget(cfg: Config) -> None:
+    """Refuse, before any work, a batch budget that a kept training pair could exceed.
+
+    A pair is kept when both sides have at most ``data.max_len`` pieces (eos included), and
+    it costs that many padded tokens; with ``batch_tokens`` below ``max_len`` such a pair would
+    get an over-budget batch of its own, so memory would no longer be bounded by
+    ``batch_tokens``.
+    """
+    d, t = cfg.data, cfg.training
+    if d.max_len > t.batch_tokens:
+        raise ConfigError(f"training.batch_tokens ({t.batch_tokens}) is smaller than "
+                          f"data.max_len ({d.max_len}): a pair of max_len pieces would not fit "
+                          "in a batch; raise training.batch_tokens or lower data.max_len")
+
+
 def _check_out_dir(cfg: Config, out: Path, resume: bool) -> Config:
     """Refuse to overwrite a model; on resume, return the stored config (plus allowed changes)."""
     if out.exists() and not out.is_dir():
         raise DataError(f"--out '{out}' is a file; give a directory")
+    above = next((p for p in out.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise DataError(f"--out '{out}': '{above}' is a file, not a directory")
     state = out / ckpt.TRAIN_STATE
     if not resume:
         if (out / ckpt.META).exists() or state.exists():
@@ -374,13 +410,32 @@ def _check_out_dir(cfg: Config, out: Path, resume: bool) -> Config:
                             "choose another --out")
         return cfg
     if not state.is_file():
-        raise CheckpointError(f"nothing to resume in '{out}' ({ckpt.TRAIN_STATE} is missing)")
+        hint = "" if (out / ckpt.META).exists() else \
+            "; if a run stopped there before its first checkpoint, start it again without --resume"
+        raise CheckpointError(f"nothing to resume in '{out}' ({ckpt.TRAIN_STATE} is missing)"
+                              f"{hint}")
     stored = load_config(out / ckpt.CONFIG)
     if stored.model != cfg.model or stored.data != cfg.data:
         changed = "model" if stored.model != cfg.model else "data"
         raise ConfigError(f"--resume cannot change the {changed} section of the run in '{out}';"
                           " only training and decoding settings may change")
     return replace(stored, training=cfg.training, decoding=cfg.decoding)
+
+
+def _trim_log(out: Path, step: int) -> None:
+    """After a crash the log can run ahead of the checkpoint, and end in half a line: keep
+    the records up to the step the run resumes from, so it never shows a step twice."""
+    path = out / ckpt.TRAIN_LOG
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            if int(json.loads(line).get("step", 0)) <= step:
+                kept.append(line + "\n")
+        except (ValueError, TypeError, AttributeError):  # half a line, or not ours
+            continue
+    ckpt.atomic_write(path, lambda f: f.write("".join(kept)))
 
 
 def _load_state(out: Path, model: Any, optimizer: Any, schedule: Schedule, progress: Progress,
@@ -432,6 +487,8 @@ class _Run:
             raise DataError(f"the training data fill only {len(batches)} batches of "
                             f"{t.batch_tokens} tokens, fewer than one step needs "
                             f"({self.per_step}); lower training.batch_tokens or accumulate")
+        if self.rank == 0 and not (self.out / ckpt.TRAIN_STATE).exists():
+            self.save()  # a first checkpoint at once: a run killed before it validates resumes
         self.reporter.start(p.step, t.max_steps)
         window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "start": time.perf_counter()}
         stop = False
@@ -535,10 +592,10 @@ class _Run:
         value, higher = scores[metric], HIGHER_IS_BETTER[metric]
         p = self.progress
         improved = p.best is None or (value > p.best if higher else value < p.best)
-        if improved:
+        if improved:  # seqattn.json first: model.safetensors never exists without it
             p.best, p.bad_validations = value, 0
-            ckpt.save_weights(self.model, self.out / ckpt.WEIGHTS)
             ckpt.write_meta(self.out, {**self.meta, "step": p.step, "scores": scores})
+            ckpt.save_weights(self.model, self.out / ckpt.WEIGHTS)
         else:
             p.bad_validations += 1
         self.schedule.observe(value, higher)

@@ -2,7 +2,8 @@
 
 Input policies (the CLI states them too):
 
-* an empty or whitespace-only line translates to an empty line (nothing is decoded);
+* an empty or whitespace-only line translates to an empty line (nothing is decoded), and so
+  does a line the tokenizer reduces to nothing (only control or zero-width characters);
 * a line longer than the model can take is cut to ``max_source_pieces`` pieces, with a warning
   naming the line; it still gets exactly one output line;
 * invalid UTF-8 (CLI input) is replaced by U+FFFD, with a warning naming the line.
@@ -154,6 +155,8 @@ class Translator:
         if not line.strip():
             return Translation(i, line, None)
         seg = al.segment(self.src_vocab.sp, line)
+        if not seg.ids:  # e.g. only zero-width or control characters: nothing to translate
+            return Translation(i, line, None)
         truncated = len(seg.ids) > self.max_source_pieces
         if truncated:
             log.warning("line %d has %d pieces, more than this model takes (%d); translating "

@@ -84,11 +84,18 @@ def _report(e: Exception) -> int:
         name = f": '{e.filename}'" if e.filename else ""
         _error(f"{e.strerror or e}{name}")
         return 1
-    if isinstance(e, MemoryError):
+    if isinstance(e, MemoryError) or _torch_out_of_memory(e):
         _error("out of memory; try a smaller batch (--batch-tokens) or a smaller model")
         return 1
     _error(f"internal error: {type(e).__name__}: {e} (this is a bug; please report it)")
     return 1
+
+
+def _torch_out_of_memory(e: Exception) -> bool:
+    """torch reports a failed allocation as ``torch.OutOfMemoryError`` (CUDA) or as a plain
+    RuntimeError from its CPU allocator; both are out-of-memory, not bugs."""
+    return type(e).__name__ == "OutOfMemoryError" or (
+        isinstance(e, RuntimeError) and "DefaultCPUAllocator: can't allocate memory" in str(e))
 
 
 def _error(message: str) -> None:

@@ -14,7 +14,7 @@ import typer
 
 from seqattn.alignchecks import EOS_MASS, FLAT_ENTROPY, OMISSION_MASS
 from seqattn.cli.app import STATE, app, err_console, out_console, tune_cpu
-from seqattn.cli.output import emit
+from seqattn.cli.output import check_output_path, emit
 
 log = logging.getLogger("seqattn.cli")
 
@@ -182,8 +182,7 @@ def _check_outputs(src: str | None, tgt: Path | None, calibrate: str | None,
         raise UsageError(f"give TGT_FILE, line-aligned with '{src}' (or '-' to read "
                          "'source ||| target' lines from stdin)")
     for flag, path in (("--html", html), ("--png", png)):
-        if path is not None and path.is_dir():
-            raise UsageError(f"{flag} '{path}' is a directory; give a file name")
+        check_output_path(path, flag)  # before the model loads, not after all the work
     if png is not None and not have_matplotlib():
         raise UsageError("--png needs matplotlib, which is not installed: pip install matplotlib")
 
@@ -210,11 +209,16 @@ def _lines(stream: IO[bytes], name: str) -> Iterator[str]:
 
 
 def _count_lines(path: Path) -> int:
+    from seqattn.errors import DataError
+
     n, last = 0, b"\n"
     with _open(path) as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            n += block.count(b"\n")
-            last = block[-1:]
+        try:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                n += block.count(b"\n")
+                last = block[-1:]
+        except OSError as e:  # EIO and the like: bad input, named
+            raise DataError(f"cannot read '{path}': {e.strerror or e}") from None
     return n + (last != b"\n")
 
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from seqattn.cli.app import app, out_console
-from seqattn.cli.output import emit
+from seqattn.cli.output import check_output_path, emit
 
 if TYPE_CHECKING:
     from seqattn.aer import AlignmentScores
@@ -151,6 +151,7 @@ def evaluate(
             raise UsageError("model mode needs all of -m MODEL, --src SRC and -r REF")
         if sets is not None:
             raise UsageError("model mode scores one source file; it does not take --sets")
+        check_output_path(save_hyp, "--save-hyp")
         hyps = [*(hyps or []), _translate_file(model, src, beam, save_hyp)]
     elif beam is not None or save_hyp is not None:
         raise UsageError("--beam and --save-hyp belong to model mode (-m MODEL --src SRC)")

@@ -71,6 +71,12 @@ def train(
     source = config if config is not None else preset_path(preset) if preset else None
     if source is None and resume and out is not None:
         source = out / "config.yaml"  # resuming with the stored config
+        if out.is_dir() and not source.exists():
+            from seqattn.errors import CheckpointError
+
+            raise CheckpointError(f"nothing to resume in '{out}' (config.yaml is missing); if a "
+                                  "run stopped there before its first checkpoint, start it "
+                                  "again without --resume")
     if source is None:  # only --set overrides on top of the defaults
         from seqattn.config import config_from_dict
 
