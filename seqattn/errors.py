@@ -30,3 +30,13 @@ class DataError(UsageError):
 
 class CheckpointError(UsageError):
     """A model directory is missing, incomplete, incompatible or corrupt."""
+
+
+class Terminated(SeqattnError):
+    """SIGTERM arrived (``kill``, a job scheduler, the end of a session) during training: handled
+    like Ctrl-C, a checkpoint is saved, and the CLI exits 143 (128 + SIGTERM)."""
+
+    exit_code = 143
+
+    def __init__(self) -> None:
+        super().__init__("terminated")

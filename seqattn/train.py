@@ -19,6 +19,8 @@ import logging
 import math
 import os
 import pickle
+import signal
+import threading
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
@@ -29,6 +31,7 @@ import torch
 
 from seqattn import checkpoint as ckpt
 from seqattn.config import Config, dump_config, load_config
+from seqattn.errors import Terminated
 from seqattn.data import (
     PAD,
     Corpus,
@@ -355,15 +358,36 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
     run = _Run(cfg, out, model, wrapped, optimizer, schedule, progress, data, dev, rank, world,
                reporter, meta)
     try:
-        return run.loop()
-    except KeyboardInterrupt:
+        with _sigterm_as_interrupt():
+            return run.loop()
+    except (KeyboardInterrupt, Terminated) as e:
         if rank == 0:
             run.save()
-            log.warning("interrupted: checkpoint saved at step %d; continue with --resume",
+            log.warning("%s: checkpoint saved at step %d; continue with --resume",
+                        "terminated" if isinstance(e, Terminated) else "interrupted",
                         progress.step)
         raise
     finally:
         reporter.close()
+
+
+class _sigterm_as_interrupt:  # noqa: N801  (used as a context manager)
+    """While training, SIGTERM raises :class:`Terminated` so that a
+    ``kill``, a scheduler's pre-emption or the end of a background job saves a checkpoint the
+    way Ctrl-C does. Only the main thread can install handlers; elsewhere this does nothing."""
+
+    def __enter__(self) -> None:
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._raise)
+
+    @staticmethod
+    def _raise(signum: int, frame: Any) -> None:
+        raise Terminated()
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def _barrier() -> None:

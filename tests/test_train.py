@@ -183,7 +183,9 @@ def test_fused_loss_matches_torch_cross_entropy(smoothing):
 
 
 @pytest.mark.slow
-def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
+@pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"),
+                                           ("SIGTERM", 143, "terminated")])
+def test_ctrl_c_or_sigterm_saves_a_checkpoint(tmp_path, sig, code, word):
     import signal
     import time
 
@@ -198,11 +200,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path):
     deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
         time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(getattr(signal, sig))
     stdout, stderr = proc.communicate(timeout=300)
-    assert proc.returncode == 130, stderr
-    assert stdout == "" and stderr.strip().splitlines()[-1] == "error: interrupted"
-    assert "checkpoint saved at step" in stderr
+    assert proc.returncode == code, stderr
+    assert stdout == "" and stderr.strip().splitlines()[-1] == f"error: {word}"
+    assert f"{word}: checkpoint saved at step" in stderr
     state = torch.load(out / "train_state.pt", weights_only=True)
     step = int(state["progress"]["step"])
     assert step >= 2
