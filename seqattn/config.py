@@ -115,6 +115,12 @@ class TrainConfig:
     valid_every: int = _num(1000, lo=1)
     best_metric: Literal["bleu", "chrf", "loss", "ppl"] = "bleu"
     patience: int | None = _num(None, lo=1, doc="stop after this many validations without gain")
+    # guided alignment (seqattn.guided): Pharaoh links between the whitespace words of
+    # data.train_src and data.train_tgt, one line per training pair
+    guided_alignment: str | None = None
+    guided_weight: float = _num(0.05, lo=0.0, doc="weight of the alignment loss")
+    guided_layer: int | None = _num(None, lo=0, doc="decoder layer; None: the penultimate")
+    guided_head: int = _num(0, lo=0)
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):

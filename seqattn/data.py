@@ -118,25 +118,51 @@ class Corpus:
     tgt: list[list[int]]
     skipped_empty: int = 0
     skipped_long: int = 0
+    links: list[list[tuple[int, int]] | None] | None = None  # guided alignment, piece level
+    unusable_links: int = 0  # pairs whose alignment line did not fit the text
 
     def __len__(self) -> int:
         return len(self.src)
 
 
 def encode_corpus(pairs: Sequence[tuple[str, str]], src_vocab: Vocab, tgt_vocab: Vocab,
-                  max_len: int | None) -> Corpus:
-    """Encode pairs; skip (and count) empty pairs and pairs longer than ``max_len`` pieces."""
-    keep = [(s, t) for s, t in pairs if s.strip() and t.strip()]
-    src_ids = src_vocab.encode([s for s, _ in keep])
-    tgt_ids = tgt_vocab.encode([t for _, t in keep])
+                  max_len: int | None,
+                  word_links: Sequence[Sequence[tuple[int, int]]] | None = None) -> Corpus:
+    """Encode pairs; skip (and count) empty pairs and pairs longer than ``max_len`` pieces.
+
+    ``word_links`` (one list of (source word, target word) links per pair, for guided
+    alignment) are mapped to piece links and kept for the kept pairs; a pair whose links do not
+    fit its words gets None (no supervision) and is counted in ``unusable_links``.
+    """
+    keep = [k for k, (s, t) in enumerate(pairs) if s.strip() and t.strip()]
+    src_ids = src_vocab.encode([pairs[k][0] for k in keep])
+    tgt_ids = tgt_vocab.encode([pairs[k][1] for k in keep])
     corpus = Corpus([], [], skipped_empty=len(pairs) - len(keep))
-    for s, t in zip(src_ids, tgt_ids):
+    if word_links is not None:
+        corpus.links = []
+    for k, s, t in zip(keep, src_ids, tgt_ids):
         if max_len is not None and (len(s) + 1 > max_len or len(t) + 1 > max_len):
             corpus.skipped_long += 1
             continue
         corpus.src.append(s)
         corpus.tgt.append(t)
+        if word_links is not None and corpus.links is not None:
+            links = _piece_links(src_vocab, tgt_vocab, pairs[k], s, t, word_links[k])
+            corpus.unusable_links += links is None
+            corpus.links.append(links)
     return corpus
+
+
+def _piece_links(src_vocab: Vocab, tgt_vocab: Vocab, pair: tuple[str, str], src: list[int],
+                 tgt: list[int], word_links: Sequence[tuple[int, int]]
+                 ) -> list[tuple[int, int]] | None:
+    from seqattn.guided import piece_links, word_of_pieces
+
+    [(s_ids, s_words)] = word_of_pieces(src_vocab.sp, [pair[0]])
+    [(t_ids, t_words)] = word_of_pieces(tgt_vocab.sp, [pair[1]])
+    if s_ids != src or t_ids != tgt:  # offsets must describe the very pieces we train on
+        return None
+    return piece_links(word_links, s_words, t_words)
 
 
 # --------------------------------------------------------------------------- batches
@@ -151,12 +177,14 @@ class Batch:
     tgt_in: Tensor           # bos y1 .. yn (padded)
     tgt_out: Tensor          # y1 .. yn eos (padded)
     n_tokens: int            # real target tokens (the loss normaliser)
+    gold: Tensor | None = None  # (B, T, S) guided-alignment rows (see seqattn.guided)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(self.src.to(device, non_blocking=True),
                      self.src_pad.to(device, non_blocking=True),
                      self.tgt_in.to(device, non_blocking=True),
-                     self.tgt_out.to(device, non_blocking=True), self.n_tokens)
+                     self.tgt_out.to(device, non_blocking=True), self.n_tokens,
+                     None if self.gold is None else self.gold.to(device, non_blocking=True))
 
 
 def pad_sources(seqs: Sequence[Sequence[int]]) -> tuple[Tensor, Tensor]:
@@ -211,4 +239,10 @@ def bucket_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_token
 
 def iterate_batches(corpus: Corpus, indices: list[list[int]]) -> Iterator[Batch]:
     for idx in indices:
-        yield make_batch([corpus.src[i] for i in idx], [corpus.tgt[i] for i in idx])
+        batch = make_batch([corpus.src[i] for i in idx], [corpus.tgt[i] for i in idx])
+        if corpus.links is not None:
+            from seqattn.guided import gold_rows
+
+            batch.gold = gold_rows([corpus.links[i] for i in idx], batch.tgt_out.size(1),
+                                   batch.src.size(1))
+        yield batch

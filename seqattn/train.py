@@ -31,7 +31,6 @@ import torch
 
 from seqattn import checkpoint as ckpt
 from seqattn.config import Config, dump_config, load_config
-from seqattn.errors import Terminated
 from seqattn.data import (
     PAD,
     Corpus,
@@ -42,7 +41,7 @@ from seqattn.data import (
     read_parallel,
     train_spm,
 )
-from seqattn.errors import CheckpointError, ConfigError, DataError, SeqattnError
+from seqattn.errors import CheckpointError, ConfigError, DataError, SeqattnError, Terminated
 
 log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = {"bleu": True, "chrf": True, "loss": False, "ppl": False}
@@ -238,10 +237,25 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
     src_path, tgt_path = ckpt.spm_paths(out)
     src_vocab = Vocab(src_path)
     tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
-    train = encode_corpus(train_pairs, src_vocab, tgt_vocab, d.max_len)
+    word_links = None
+    if cfg.training.guided_alignment:
+        from seqattn.guided import read_pharaoh
+
+        word_links = read_pharaoh(cfg.training.guided_alignment, len(train_pairs))
+    train = encode_corpus(train_pairs, src_vocab, tgt_vocab, d.max_len, word_links)
     valid = encode_corpus(valid_pairs, src_vocab, tgt_vocab, None)
     log.info("training pairs: %d kept, %d empty skipped, %d longer than %d pieces skipped",
              len(train), train.skipped_empty, train.skipped_long, d.max_len)
+    if train.links is not None:
+        log.info("guided alignment: %d pairs supervised, %d without links, %d whose links do "
+                 "not fit their words (skipped)",
+                 sum(1 for x in train.links if x), sum(1 for x in train.links if x == []),
+                 train.unusable_links)
+        if train.unusable_links > len(train) // 10:
+            raise DataError(f"training.guided_alignment '{cfg.training.guided_alignment}': the "
+                            f"links of {train.unusable_links} of {len(train)} pairs name words "
+                            "their sentences do not have; was it made from other text (e.g. "
+                            "tokenized)? It must index the whitespace words of the training files")
     if not len(train):
         raise DataError(f"no usable training pairs in '{paths['train_src']}' / "
                         f"'{paths['train_tgt']}' (all empty or longer than data.max_len)")
@@ -319,6 +333,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
     reporter = reporter if reporter is not None and rank == 0 else _Silent()
     cfg = _check_out_dir(cfg, out, resume) if rank == 0 else cfg
     _check_batch_budget(cfg)
+    guided_view(cfg)
     if world > 1:
         _barrier()
         cfg = load_config(out / ckpt.CONFIG) if resume else cfg
@@ -345,8 +360,12 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
         log.info("resuming at step %d (epoch %d)", progress.step, progress.epoch)
         if rank == 0:
             _trim_log(out, progress.step)
-    meta = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
-            "parameters": sum(p.numel() for p in model.parameters())}
+    meta: dict[str, Any] = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
+                            "parameters": sum(p.numel() for p in model.parameters())}
+    guided = guided_view(cfg)
+    if guided is not None:  # the supervised head is the model's alignment view
+        meta["alignment"] = {"layer": guided[0], "heads": str(guided[1]), "shift": False,
+                             "guided": True}
     if rank == 0:
         log.info("%s model, %s parameters, on %s%s", cfg.model.arch,
                  f"{meta['parameters']:,}", dev, f" × {world} processes" if world > 1 else "")
@@ -403,6 +422,22 @@ def _remove_stale_temporaries(out: Path) -> None:
                  ckpt.TRAIN_LOG, ckpt.JOINT_SPM, ckpt.SRC_SPM, ckpt.TGT_SPM):
         for stale in out.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
+
+
+def guided_view(cfg: Config) -> tuple[int, int] | None:
+    """(decoder layer, head) that guided alignment supervises, or None when it is off."""
+    t, m = cfg.training, cfg.model
+    if not t.guided_alignment:
+        return None
+    layers, heads = (m.dec_layers, m.heads) if m.arch == "transformer" else (1, 1)
+    layer = max(layers - 2, 0) if t.guided_layer is None else t.guided_layer
+    if layer >= layers:
+        raise ConfigError(f"training.guided_layer ({layer}) is out of range: the model has "
+                          f"{layers} decoder layer(s), 0..{layers - 1}")
+    if t.guided_head >= heads:
+        raise ConfigError(f"training.guided_head ({t.guided_head}) is out of range: the model "
+                          f"has {heads} head(s), 0..{heads - 1}")
+    return layer, t.guided_head
 
 
 def _check_batch_budget(cfg: Config) -> None:
@@ -498,6 +533,7 @@ class _Run:
         self.amp_dtype = amp if dev.type == "cuda" else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.per_step = self.t.accumulate * world
+        self.guided = guided_view(cfg)
 
     def epoch_batches(self) -> list[list[int]]:
         c = self.data.train
@@ -514,7 +550,8 @@ class _Run:
         if self.rank == 0 and not (self.out / ckpt.TRAIN_STATE).exists():
             self.save()  # a first checkpoint at once: a run killed before it validates resumes
         self.reporter.start(p.step, t.max_steps)
-        window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "start": time.perf_counter()}
+        window = {"loss": 0.0, "nll": 0.0, "tokens": 0, "align": 0.0, "align_rows": 0.0,
+                  "start": time.perf_counter()}
         stop = False
         # while step < max_steps: take this step's batches (next epoch when short), update,
         # log every log_every steps, validate + checkpoint every valid_every steps
@@ -533,6 +570,8 @@ class _Run:
             p.target_tokens += tokens
             window["loss"] += loss
             window["nll"] += nll
+            window["align"] += self.align_sum
+            window["align_rows"] += self.align_rows
             window["tokens"] += tokens
             if p.step % t.log_every == 0 or p.step == t.max_steps:
                 self.log_window(window)
@@ -556,14 +595,24 @@ class _Run:
 
             dist.all_reduce(total)
         loss_sum = nll_sum = 0.0
+        self.align_sum, self.align_rows = 0.0, 0.0  # this step's alignment loss, for the log
         for k, batch in enumerate(iterate_batches(c, step_batches)):
             batch = batch.to(self.dev)
             last = k == len(step_batches) - 1
             sync = self.wrapped.no_sync() if self.world > 1 and not last else nullcontext()
             with sync, torch.autocast(self.dev.type, dtype=self.amp_dtype,
                                       enabled=self.amp_dtype is not None):
-                logits, _ = self.wrapped(batch.src, batch.src_pad, batch.tgt_in)
+                logits, weights = self.wrapped(batch.src, batch.src_pad, batch.tgt_in,
+                                               need_weights=self.guided is not None)
                 loss, nll = loss_sums(logits, batch.tgt_out, self.t.label_smoothing)
+                if self.guided is not None and batch.gold is not None and weights is not None:
+                    from seqattn.guided import alignment_loss
+
+                    layer, head = self.guided
+                    align = alignment_loss(weights[:, layer, head], batch.gold)
+                    self.align_sum += align.item()
+                    self.align_rows += batch.gold.sum().item()
+                    loss = loss + self.t.guided_weight * align
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             loss_sum += loss.item()
             nll_sum += nll.item()
@@ -600,9 +649,12 @@ class _Run:
                   "tokens_per_s": window["tokens"] / elapsed, "target_tokens": window["tokens"],
                   "seconds": elapsed,
                   "lr": self.optimizer.param_groups[0]["lr"]}
+        if self.guided is not None:  # mean cross-entropy of a supervised attention row
+            record["align_loss"] = window["align"] / max(window["align_rows"], 1.0)
         self.write_log(record)
         self.reporter.update(record)
-        window.update(loss=0.0, nll=0.0, tokens=0, start=time.perf_counter())
+        window.update(loss=0.0, nll=0.0, tokens=0, align=0.0, align_rows=0.0,
+                      start=time.perf_counter())
 
     def validate_and_save(self) -> bool:
         """Validate, keep the best weights, checkpoint; True when early stopping says stop."""

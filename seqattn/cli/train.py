@@ -120,6 +120,8 @@ class RichReporter:
     def update(self, r: dict[str, Any]) -> None:
         stats = (f"loss {r['loss']:.3f} ppl {r['ppl']:.1f} {r['tokens_per_s']:,.0f} tok/s "
                  f"lr {r['lr']:.2e}")
+        if "align_loss" in r:
+            stats += f" align {r['align_loss']:.3f}"
         if self.progress is not None:
             self.progress.update(self.task, completed=r["step"], stats=stats)
         else:

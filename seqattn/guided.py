@@ -1,0 +1,115 @@
+"""Guided alignment training (Garg et al. 2019, "Jointly Learning to Align and Translate").
+
+Attention alone aligns words only roughly. Given word alignments of the training pairs (Pharaoh
+``i-j`` lines from an external aligner such as eflomal or fast_align), one cross-attention head
+is trained to reproduce them: for every target piece whose word has links, the gold
+distribution is uniform over the source pieces of the linked words, and the head pays
+
+    L_align = - sum over supervised rows r of  sum_j  G[r, j] · log A[r, j]
+
+added to the translation loss with a small weight (``training.guided_weight``; the paper uses
+0.05) and normalised by target tokens like it. Row ``k`` of the teacher-forced attention is the
+step that *predicts* piece ``k``: the same row that forced alignment reads by default
+(``shift=False``) and that ``translate --align`` reads while decoding, so the supervised head is
+directly the model's default alignment view.
+
+Word indices are the whitespace words of the training files as given (the same words that
+``seqattn align`` links), so the alignment file must be made from the same text; when an aligner
+ran on tokenized text, map its links back to whitespace words first
+(``bench/guided_links.py`` does this for Moses-tokenized eflomal output).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from seqattn.errors import DataError
+
+PieceLinks = list[tuple[int, int]]  # (target piece, source piece), 0-based, no bos/eos
+
+
+def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
+    """Word links per training pair from a Pharaoh file: ``i-j`` (source word i, target word j,
+    0-based); ``ipj`` (possible) links are taken as links too. One line per pair."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(f"training.guided_alignment '{path}' does not exist") from None
+    except IsADirectoryError:
+        raise DataError(f"training.guided_alignment '{path}' is a directory") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"training.guided_alignment '{path}' is not UTF-8 text ({e.reason})") \
+            from None
+    lines = text.splitlines()
+    if len(lines) != n_pairs:
+        raise DataError(f"training.guided_alignment '{path}' has {len(lines)} lines but the "
+                        f"training files have {n_pairs} pairs; it needs one line per pair")
+    out: list[list[tuple[int, int]]] = []
+    for number, line in enumerate(lines, 1):
+        links = []
+        for item in line.split():
+            sep = "-" if "-" in item else "p"
+            i, _, j = item.partition(sep)
+            if not (i.isdigit() and j.isdigit()):
+                raise DataError(f"{path}:{number}: '{item}' is not a Pharaoh link 'i-j'")
+            links.append((int(i), int(j)))
+        out.append(links)
+    return out
+
+
+def word_of_pieces(sp: object, lines: Sequence[str]) -> list[tuple[list[int], list[int]]]:
+    """(piece ids, whitespace word of each piece) for each line, by character offsets."""
+    from seqattn.align import segment
+
+    out = []
+    for line in lines:
+        seg = segment(sp, line)
+        out.append((seg.ids, seg.word_of_piece))
+    return out
+
+
+def piece_links(word_links: Sequence[tuple[int, int]], src_words: Sequence[int],
+                tgt_words: Sequence[int]) -> PieceLinks | None:
+    """Expand word links (i source word, j target word) to (target piece, source piece) pairs:
+    every piece of target word j is linked to every piece of source word i. ``src_words`` /
+    ``tgt_words`` give the word of each piece. None when a link names a word the sentence does
+    not have (the alignment file does not belong to this text)."""
+    n_src = max(src_words, default=-1) + 1
+    n_tgt = max(tgt_words, default=-1) + 1
+    src_pieces: dict[int, list[int]] = {}
+    for p, w in enumerate(src_words):
+        src_pieces.setdefault(w, []).append(p)
+    links: set[tuple[int, int]] = set()
+    for i, j in word_links:
+        if i >= n_src or j >= n_tgt:
+            return None
+        for tp, w in enumerate(tgt_words):
+            if w == j:
+                links.update((tp, sp) for sp in src_pieces[i])
+    return sorted(links)
+
+
+def gold_rows(links: Sequence[PieceLinks | None], T: int, S: int) -> Tensor:
+    """Row-normalised gold attention for a batch: (B, T, S); rows without links are all zero.
+
+    Row k is target piece k (the step that predicts it); column j is source piece j.
+    """
+    gold = torch.zeros(len(links), T, S)
+    for b, pairs in enumerate(links):
+        for k, j in pairs or ():
+            gold[b, k, j] = 1.0
+    total = gold.sum(dim=-1, keepdim=True)                                  # (B, T, 1)
+    return gold / total.clamp_min(1.0)
+
+
+def alignment_loss(weights: Tensor, gold: Tensor) -> Tensor:
+    """Summed cross-entropy of attention rows against gold rows.
+
+    Shapes: weights (B, T, S) (softmax output, padding exactly 0), gold (B, T, S) -> scalar.
+    """
+    return -(gold * weights.float().clamp_min(1e-9).log()).sum()
