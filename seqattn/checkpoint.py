@@ -189,3 +189,49 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
     load_weights(model, model_dir / weights, device="cpu")
     model.to(device).eval()
     return LoadedModel(model, cfg, src_vocab, tgt_vocab, meta, model_dir)
+
+
+EXPORT_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
+
+
+def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
+    """Copy what translation needs from a training directory into a new model directory.
+
+    Keeps config.yaml, the sentencepiece model(s), seqattn.json and the best weights, stored in
+    ``dtype`` (fp16 halves the size; loading casts back to the model's float32); leaves out the
+    training state, the last weights and the log. The directory appears complete or not at all
+    (built beside ``out``, then renamed).
+    """
+    import shutil
+
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    run_dir, out = Path(run_dir), Path(out)
+    if dtype not in EXPORT_DTYPES:
+        raise ConfigError(f"--dtype must be one of: {', '.join(EXPORT_DTYPES)}; got '{dtype}'")
+    load_model_dir(run_dir)  # refuse anything that would not load
+    if out.exists():
+        raise CheckpointError(f"'{out}' already exists; choose a new directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        target = getattr(torch, EXPORT_DTYPES[dtype])
+        tensors = {k: v.to(target) if v.is_floating_point() else v
+                   for k, v in load_file(str(run_dir / WEIGHTS)).items()}
+        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
+        src, tgt = spm_paths(run_dir)
+        for path in {src, tgt}:
+            shutil.copyfile(path, tmp / path.name)
+        shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
+        meta = read_meta(run_dir)
+        meta.pop("format", None)
+        write_meta(tmp, {**meta, "stored_dtype": EXPORT_DTYPES[dtype]})
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a plain mkdir would not
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

@@ -17,7 +17,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from seqattn.cli import align, evaluate, explain, train, translate  # noqa: F401  (registers)
+from seqattn.cli import align, evaluate, explain, export, train, translate  # noqa: F401
 from seqattn.cli.app import STATE, app, debug_from_env, err_console
 from seqattn.cli.output import PipeClosed
 from seqattn.errors import SeqattnError

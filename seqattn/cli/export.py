@@ -1,0 +1,34 @@
+"""``seqattn export``: a training directory → a compact model directory to ship or share."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from seqattn.cli.app import app, err_console
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  seqattn export runs/en-de models/en-de              [dim]# fp16 weights, no training state[/dim]
+
+  seqattn export runs/en-de ~/share/en-de --dtype fp32
+"""
+
+
+@app.command(epilog=EXAMPLES)
+def export(
+    run_dir: Annotated[str, typer.Argument(help="A model directory written by seqattn train.")],
+    out: Annotated[str, typer.Argument(help="The new model directory (must not exist).")],
+    dtype: Annotated[str, typer.Option(help="Stored weight type: fp16, bf16 or fp32; loading "
+                                            "always computes in fp32.")] = "fp16",
+) -> None:
+    """Copy the best weights, config and sentencepiece model(s) into a new directory, leaving
+    out the training state and log; fp16 storage halves the size."""
+    from seqattn.checkpoint import WEIGHTS, export_model
+
+    done = export_model(run_dir, out, dtype)
+    size = sum(p.stat().st_size for p in done.iterdir()) / 2**20
+    err_console().print(f"exported {run_dir} → {done} ({size:.1f} MiB; weights {dtype}, "
+                        f"{(done / WEIGHTS).stat().st_size / 2**20:.1f} MiB)")
