@@ -177,17 +177,21 @@ def pharaoh(links: Iterable[tuple[int, int]]) -> str:
 
 @dataclass(frozen=True)
 class View:
-    """Which attention to read: decoder ``layer``, ``heads`` ("mean", "max" or a head number
-    as a string), ``shift`` (shift-att) and the subword ``merge``."""
+    """Which attention to read: ``layer``, ``heads`` ("mean", "max" or a head number as a
+    string), ``shift`` (shift-att), the subword ``merge``, and ``attention``: "cross" (decoder
+    over source, the alignment), or "encoder" / "decoder" self-attention
+    (:mod:`seqattn.selfattn`)."""
 
     layer: int = 0
     heads: str = "mean"
     shift: bool = False
     merge: str = "sum"
+    attention: str = "cross"
 
     def as_dict(self) -> dict[str, Any]:
-        return {"layer": self.layer, "heads": self.heads, "shift": self.shift,
-                "merge": self.merge}
+        out = {"layer": self.layer, "heads": self.heads, "shift": self.shift,
+               "merge": self.merge}
+        return out if self.attention == "cross" else {**out, "attention": self.attention}
 
 
 def model_shape(translator: Translator) -> tuple[int, int]:

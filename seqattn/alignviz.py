@@ -31,12 +31,25 @@ def _view_text(rec: PairAlignment) -> str:
     if rec.view is None:
         return ""
     v = rec.view
-    return f"layer {v.layer}, heads {v.heads}{', shift-att' if v.shift else ''}, merge {v.merge}"
+    kind = "" if v.attention == "cross" else f"{v.attention} self-attention, "
+    return (f"{kind}layer {v.layer}, heads {v.heads}{', shift-att' if v.shift else ''}, "
+            f"merge {v.merge}")
+
+
+def _is_self(rec: PairAlignment) -> bool:
+    return rec.view is not None and rec.view.attention != "cross"
+
+
+def _special(rec: PairAlignment) -> str:
+    """The column reported apart: end-of-sentence, or the decoder's beginning-of-sentence."""
+    return "bos" if rec.view is not None and rec.view.attention == "decoder" else "eos"
 
 
 def _title(rec: PairAlignment) -> str:
     from rich.markup import escape
 
+    if _is_self(rec):
+        return f"[{rec.id}] {escape(rec.source)}"
     return f"[{rec.id}] {escape(rec.source)}\n→ {escape(rec.target)}"
 
 
@@ -47,17 +60,18 @@ def alignment_table(rec: PairAlignment) -> Any:
     from rich.table import Table
 
     assert rec.words is not None and rec.eos is not None and rec.src and rec.tgt
-    caption = f"forced attention, {_view_text(rec)}"
+    caption = _view_text(rec) if _is_self(rec) else f"forced attention, {_view_text(rec)}"
     if rec.checks is not None and rec.checks.omitted:
         omitted = ", ".join(escape(rec.src.words[i]) for i in rec.checks.omitted)
         caption += f"\npossible omission (little attention): {omitted}"
     table = Table(title=_title(rec), title_justify="left", caption=caption,
                   caption_justify="left", header_style="bold")
-    columns = ["#", "target", "attends to", "weight", "runner-up", "entropy", "eos", "links"]
+    columns = ["#", "word" if _is_self(rec) else "target", "attends to", "weight",
+               "runner-up", "entropy", _special(rec), "links"]
     columns += ["flags"] if rec.checks is not None else []
     for name in columns:
-        table.add_column(name, justify="right" if name in ("#", "weight", "entropy", "eos")
-                         else "left")
+        table.add_column(name, justify="right" if name in ("#", "weight", "entropy", "eos",
+                                                           "bos") else "left")
     src_words = rec.src.words
     eos = rec.eos.tolist()
     for j, row in enumerate(rec.words.tolist()):
@@ -89,7 +103,7 @@ def heatmap(rec: PairAlignment) -> Any:
     for i, word in enumerate(rec.src.words):
         label = escape(word) + ("?" if i in omitted else "")
         table.add_column(label, justify="center", overflow="fold", min_width=4)
-    table.add_column("eos", justify="center", style="dim", min_width=4)
+    table.add_column(_special(rec), justify="center", style="dim", min_width=4)
     links = rec.links
     for j, row in enumerate(rec.words.tolist()):
         cells = [escape(rec.tgt.words[j]) + " "]
@@ -134,7 +148,8 @@ def _cell(weight: float, link: bool, tip: str, cls: str = "") -> str:
 
 def _section(rec: PairAlignment) -> str:
     e = html.escape
-    head = (f'<h2>[{rec.id}] <span dir="auto">{e(rec.source)}</span> → '
+    head = (f'<h2>[{rec.id}] <span dir="auto">{e(rec.source)}</span></h2>' if _is_self(rec) else
+            f'<h2>[{rec.id}] <span dir="auto">{e(rec.source)}</span> → '
             f'<span dir="auto">{e(rec.target)}</span></h2>')
     if rec.words is None or rec.eos is None or rec.src is None or rec.tgt is None:
         return f"<section>{head}<div class=\"meta\">empty pair: nothing aligned</div></section>"
@@ -149,11 +164,12 @@ def _section(rec: PairAlignment) -> str:
         cells = "".join(_cell(w, (i, j) in rec.links, f"{tw} ← {rec.src.words[i]}: {w:.3f}")
                         for i, w in enumerate(row))
         eos = float(rec.eos[j])
-        cells += _cell(eos, False, f"{tw} ← end of sentence: {eos:.3f}", "eos")
+        special = "beginning" if _special(rec) == "bos" else "end"
+        cells += _cell(eos, False, f"{tw} ← {special} of sentence: {eos:.3f}", "eos")
         rows.append(f'<tr><th dir="auto">{e(tw)}{flag}</th>{cells}</tr>')
     meta = e(_view_text(rec)) + (" · outlined: links" if rec.links else "")
     return (f"<section>{head}<div class=\"meta\">{meta}</div><table class=\"hm\">"
-            f"<thead><tr><th></th>{cols}<th>eos</th></tr></thead>"
+            f"<thead><tr><th></th>{cols}<th>{_special(rec)}</th></tr></thead>"
             f"<tbody>{''.join(rows)}</tbody></table></section>")
 
 

@@ -58,6 +58,12 @@ class Format(str, Enum):
     heatmap = "heatmap"
 
 
+class Attention(str, Enum):
+    cross = "cross"
+    encoder = "encoder"
+    decoder = "decoder"
+
+
 class Method(str, Enum):
     argmax = "argmax"
     threshold = "threshold"
@@ -99,8 +105,14 @@ def align(
     merge: Annotated[Merge, typer.Option(
         "--merge", help="Subword merge: sum (source pieces summed, target pieces averaged), "
                         "mean or max (on both sides).")] = Merge.sum,
+    attention: Annotated[Attention, typer.Option(
+        "--attention", "-a",
+        help="cross (target words over source words: the alignment), or a Transformer's "
+             "encoder or decoder self-attention (words over words of one sentence).")
+    ] = Attention.cross,
     layer: Annotated[int | None, typer.Option(
-        "--layer", show_default=False, help="Transformer decoder layer.")] = None,
+        "--layer", show_default=False,
+        help="Transformer layer (of the decoder; of the encoder with -a encoder).")] = None,
     heads: Annotated[str | None, typer.Option(
         "--heads", show_default=False, help="mean, max or a head number.")] = None,
     shift_att: Annotated[bool | None, typer.Option(
@@ -132,9 +144,18 @@ def align(
     from seqattn.translate import load
 
     extraction = _extraction(method, threshold, sym, reverse_model)
-    _check_outputs(src, tgt, calibrate, html, png)
+    self_kind = None if attention is Attention.cross else attention.value
+    _check_outputs(src, tgt, calibrate, html, png, self_kind, reverse_model, shift_att)
     tune_cpu()
     translator = load(model, device=device)
+    if self_kind is not None:
+        from seqattn.selfattn import resolve_self_view, self_attention
+
+        view = resolve_self_view(translator, self_kind, layer, heads, merge.value)
+        records = self_attention(translator, _pairs(src, tgt, self_kind),  # type: ignore
+                                 view, extraction)
+        _write_all(records, fmt, html, png)
+        return
     if calibrate is not None:
         _calibrate(translator, calibrate, extraction, merge.value, batch_tokens)
         if src is None:
@@ -146,9 +167,14 @@ def align(
     chunk = 1 if interactive else max(1, min(256, batch_tokens // 16))
     results = al.align(translator, pairs, view, extraction, reverse, check=check,
                        batch_tokens=batch_tokens, chunk=chunk)
+    _write_all(results, fmt, html, png, extraction if reverse else None)
+
+
+def _write_all(records: Any, fmt: Format, html: Path | None, png: Path | None,
+               extraction: Any = None) -> None:
     kept: list[Any] = []
-    for rec in results:
-        _write(rec, fmt, extraction if reverse else None)
+    for rec in records:
+        _write(rec, fmt, extraction)
         if html is not None or png is not None:
             kept.append(rec)
     _pictures(kept, html, png)
@@ -168,10 +194,28 @@ def _extraction(method: Method | None, threshold: float | None, sym: Sym | None,
 
 
 def _check_outputs(src: str | None, tgt: Path | None, calibrate: str | None,
-                   html: Path | None, png: Path | None) -> None:
+                   html: Path | None, png: Path | None, self_kind: str | None = None,
+                   reverse_model: str | None = None, shift_att: bool | None = None) -> None:
     from seqattn.alignviz import have_matplotlib
     from seqattn.errors import UsageError
 
+    if self_kind is not None:
+        clash = next((flag for flag, given in (("--calibrate", calibrate),
+                                               ("--reverse-model", reverse_model),
+                                               ("--shift-att", shift_att)) if given), None)
+        if clash:
+            raise UsageError(f"{clash} applies to cross-attention only, not to "
+                             f"--attention {self_kind}")
+        if src is None:
+            need = ("SRC_FILE, or '-' to read sentences" if self_kind == "encoder" else
+                    "SRC_FILE TGT_FILE, or '-' to read 'source ||| target' lines")
+            raise UsageError(f"--attention {self_kind}: give {need} from stdin")
+        if self_kind == "encoder":
+            for flag, path in (("--html", html), ("--png", png)):
+                check_output_path(path, flag)
+            if src == "-" and tgt is not None:
+                raise UsageError("with '-' the sentences come from stdin; give no TGT_FILE")
+            return
     if src is None and calibrate is None:
         raise UsageError("give SRC_FILE TGT_FILE, or '-' to read 'source ||| target' lines "
                          "from stdin (or --calibrate GOLD)")
@@ -190,10 +234,24 @@ def _check_outputs(src: str | None, tgt: Path | None, calibrate: str | None,
 # --------------------------------------------------------------------------- input
 
 
-def _pairs(src: str, tgt: Path | None) -> Iterator[tuple[str, str]]:
+def _pairs(src: str, tgt: Path | None, self_kind: str | None = None
+           ) -> Iterator[tuple[str, str]]:
+    """(source, target) pairs; for encoder self-attention a target is optional (a stdin line
+    without '|||' is a source sentence alone)."""
+    if self_kind == "encoder":
+        if src == "-":
+            return ((line.split("|||")[0].strip(), "")
+                    for line in _lines(sys.stdin.buffer, "stdin"))
+        if tgt is None:
+            return ((line, "") for line in _file_lines(Path(src)))
     if src == "-":
         return _stdin_pairs(sys.stdin.buffer)
     return _file_pairs(Path(src), tgt)  # type: ignore[arg-type]
+
+
+def _file_lines(path: Path) -> Iterator[str]:
+    with _open(path) as f:
+        yield from _lines(f, str(path))
 
 
 def _open(path: Path) -> IO[bytes]:

@@ -103,11 +103,13 @@ class EncoderLayer(nn.Module):
         self.res_attn = Residual(d_model, pre_norm, dropout)
         self.res_ff = Residual(d_model, pre_norm, dropout)
 
-    def forward(self, x: Tensor, src_pad: Tensor) -> Tensor:
-        """Shapes: x (B, S, D), src_pad (B, S) bool -> (B, S, D)."""
+    def forward(self, x: Tensor, src_pad: Tensor,
+                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Shapes: x (B, S, D), src_pad (B, S) bool -> (B, S, D), weights (B, nh, S, S) or None."""
         h = self.res_attn.normed(x)
-        x = self.res_attn.add(x, self.self_attn(h, h, h, key_pad=src_pad)[0])
-        return self.res_ff.add(x, self.ff(self.res_ff.normed(x)))
+        a, weights = self.self_attn(h, h, h, key_pad=src_pad, need_weights=need_weights)
+        x = self.res_attn.add(x, a)
+        return self.res_ff.add(x, self.ff(self.res_ff.normed(x))), weights
 
 
 class DecoderLayer(nn.Module):
@@ -125,8 +127,9 @@ class DecoderLayer(nn.Module):
         self.res_ff = Residual(d_model, pre_norm, dropout)
 
     def forward(self, x: Tensor, past_k: Tensor | None, past_v: Tensor | None, cross_k: Tensor,
-                cross_v: Tensor, src_pad: Tensor,
-                need_weights: bool) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+                cross_v: Tensor, src_pad: Tensor, need_weights: bool,
+                self_weights: list[Tensor] | None = None
+                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
         """Decode T new positions after P cached ones (P = 0 without a cache).
 
         Shapes:
@@ -134,12 +137,17 @@ class DecoderLayer(nn.Module):
             cross_k, cross_v: (B, nh, S, hd); src_pad: (B, S) bool, True = padding
             returns: x (B, T, D), self_k and self_v (B, nh, P + T, hd),
                 cross-attention weights (B, nh, T, S) or None
+            self_weights: when a list is given, the self-attention weights (B, nh, T, P + T)
+                are appended to it
         """
         h = self.res_self.normed(x)
         k, v = self.self_attn.project_kv(h, h)                      # (B, nh, T, hd)
         if past_k is not None and past_v is not None:
             k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, nh, P+T, hd)
-        a, _ = self.self_attn.attend_projected(h, k, v, causal=True)  # the last T keys line up
+        a, w = self.self_attn.attend_projected(h, k, v, causal=True,  # the last T keys line up
+                                               need_weights=self_weights is not None)
+        if self_weights is not None and w is not None:
+            self_weights.append(w)
         x = self.res_self.add(x, a)
         h = self.res_cross.normed(x)
         a, weights = self.cross_attn.attend_projected(h, cross_k, cross_v, key_pad=src_pad,
@@ -191,7 +199,7 @@ class TransformerSeq2Seq(nn.Module):
         """
         x = self._embed(src, self.src_embed)                        # (B, S, D)
         for layer in self.encoder:
-            x = layer(x, src_pad)
+            x, _ = layer(x, src_pad)
         x = self.enc_norm(x)                                        # (B, S, D)
         kv = [layer.cross_attn.project_kv(x, x) for layer in self.decoder]
         return TransformerMemory(src_pad, tuple(k for k, _ in kv), tuple(v for _, v in kv))
@@ -246,6 +254,29 @@ class TransformerSeq2Seq(nn.Module):
         logits, _, weights = self._decode(self._embed(tgt_in, self.tgt_embed), None, memory,
                                           need_weights)
         return logits, weights
+
+
+    @torch.no_grad()
+    def self_attention(self, src: Tensor, src_pad: Tensor,
+                       tgt_in: Tensor) -> tuple[Tensor, Tensor]:
+        """The encoder's and the (teacher-forced, causal) decoder's self-attention weights.
+
+        Shapes:
+            src: (B, S) long; src_pad: (B, S) bool; tgt_in: (B, T) long (bos y1 .. yn)
+            returns: encoder (B, Le, nh, S, S), decoder (B, Ld, nh, T, T); row = query
+        """
+        x = self._embed(src, self.src_embed)                        # (B, S, D)
+        encoder = []
+        for layer in self.encoder:
+            x, w = layer(x, src_pad, need_weights=True)
+            encoder.append(w)
+        x = self.enc_norm(x)
+        y = self._embed(tgt_in, self.tgt_embed)                     # (B, T, D)
+        decoder: list[Tensor] = []
+        for layer in self.decoder:
+            k, v = layer.cross_attn.project_kv(x, x)
+            y, _, _, _ = layer(y, None, None, k, v, src_pad, False, self_weights=decoder)
+        return torch.stack(encoder, dim=1), torch.stack(decoder, dim=1)
 
 
 def _init_weights(module: nn.Module, d_model: int, pad_id: int) -> None:

@@ -1,0 +1,115 @@
+"""Self-attention views: which words of the *same* sentence a Transformer word attends to.
+
+The encoder's self-attention relates source words to source words (the classic picture: in
+"The animal did not cross the road because it was tired", which words does "it" look at?); the
+decoder's (teacher-forced, causal) self-attention relates each target word to the target words
+before it and itself. Both are read like cross-attention (:mod:`seqattn.align`): one ``layer``,
+the ``heads`` (mean, max or one head), pieces merged into whitespace words with ``merge``, and
+each word's most-attended word as its link. The records are :class:`PairAlignment` objects
+whose source and target are the same sentence, so every output format (Pharaoh, JSON lines,
+tables, heatmaps, HTML, PNG) works unchanged; a link ``k-q`` reads "query word q attends most
+to key word k", the same column-first order as ``source-target``.
+
+The special column that is reported apart (never linked) is end-of-sentence for the encoder
+and beginning-of-sentence for the decoder (the decoder's first input).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+import torch
+
+from seqattn.align import (
+    Extraction,
+    PairAlignment,
+    View,
+    _chunks,
+    _segment_pair,
+    extract_links,
+    word_weights,
+)
+from seqattn.errors import UsageError
+
+if TYPE_CHECKING:
+    from seqattn.translate import Translator
+
+KINDS = ("encoder", "decoder")
+
+
+def resolve_self_view(translator: Translator, kind: str, layer: int | None = None,
+                      heads: str | None = None, merge: str = "sum") -> View:
+    """A validated self-attention view; default: the last layer, heads averaged."""
+    cfg = translator.cfg.model
+    if kind not in KINDS:
+        raise UsageError(f"--attention must be cross, encoder or decoder; got '{kind}'")
+    if cfg.arch != "transformer":
+        raise UsageError(f"--attention {kind}: this model is an RNN; self-attention views need "
+                         "a Transformer (RNN models have cross-attention only)")
+    n_layers = cfg.enc_layers if kind == "encoder" else cfg.dec_layers
+    view = View(n_layers - 1 if layer is None else layer, "mean" if heads is None else str(heads),
+                False, merge, attention=kind)
+    if not 0 <= view.layer < n_layers:
+        raise UsageError(f"--layer {view.layer} is out of range; this model has {n_layers} "
+                         f"{kind} layer(s): 0..{n_layers - 1}")
+    if view.heads not in ("mean", "max") and not (
+            view.heads.isdigit() and int(view.heads) < cfg.heads):
+        raise UsageError(f"--heads must be mean, max or a head number 0..{cfg.heads - 1}, "
+                         f"got '{view.heads}'")
+    return view
+
+
+def self_attention(translator: Translator, pairs: Iterable[tuple[str, str]], view: View,
+                   extraction: Extraction | None = None,
+                   chunk: int = 64) -> Iterator[PairAlignment]:
+    """Self-attention word matrices of each pair's source (``view.attention == "encoder"``) or
+    target (``"decoder"``, teacher-forced under the source), lazily and in input order.
+    An empty sentence (for the encoder: an empty source) gives an empty record."""
+    extraction = extraction or Extraction()
+    if view.attention not in KINDS:
+        raise UsageError(f"not a self-attention view: '{view.attention}'")
+    for items in _chunks(pairs, chunk):
+        if view.attention == "encoder":  # the target plays no part: stand in the source
+            items = [(i, (s, s if s.strip() else "")) for i, (s, _) in items]
+        records = [_segment_pair(translator, i, s, t) for i, (s, t) in items]
+        todo = [r for r in records if not r.empty]
+        if todo:
+            _forward(translator, todo, view)
+        for rec in records:
+            if rec.words is not None:
+                rec.links = extract_links(rec.words, extraction.method, extraction.threshold)
+            yield rec
+
+
+@torch.inference_mode()
+def _forward(translator: Translator, batch: list[PairAlignment], view: View) -> None:
+    from seqattn.align import view_rows
+    from seqattn.data import BOS, PAD, pad_sources
+
+    src, src_pad = pad_sources([r.src.ids for r in batch])              # type: ignore[union-attr]
+    T = max(len(r.tgt.ids) for r in batch) + 1                          # type: ignore[union-attr]
+    tgt_in = torch.full((len(batch), T), PAD, dtype=torch.long)         # (B, T)
+    for b, r in enumerate(batch):
+        tgt_in[b, : len(r.tgt.ids) + 1] = torch.tensor([BOS, *r.tgt.ids])  # type: ignore
+    dev = translator.device
+    enc, dec = translator.model.self_attention(src.to(dev), src_pad.to(dev), tgt_in.to(dev))
+    weights = (enc if view.attention == "encoder" else dec).float().cpu()  # (B, L, H, N, N)
+    rows_view = replace(view, shift=False)
+    for b, rec in enumerate(batch):
+        seg = rec.src if view.attention == "encoder" else rec.tgt
+        n = len(seg.ids)                                                 # type: ignore[union-attr]
+        if view.attention == "encoder":   # positions: pieces 0..n-1, eos n
+            w = weights[b, :, :, : n + 1, : n + 1]                       # (L, H, n+1, n+1)
+        else:                             # positions: bos 0, pieces 1..n; put bos last
+            w = weights[b, :, :, : n + 1, : n + 1]
+            w = torch.cat([w[..., 1:, 1:], w[..., 1:, :1]], dim=-1)      # (L, H, n, n+1)
+            w = torch.cat([w, w[..., :1, :]], dim=-2)                    # a dummy last row
+        rows = view_rows(w, rows_view)                                   # (n, n + 1)
+        rec.src = rec.tgt = seg
+        rec.source = rec.target = rec.source if view.attention == "encoder" else rec.target
+        rec.view = view
+        rec.words, rec.eos = word_weights(rows, seg.word_of_piece,       # type: ignore[union-attr]
+                                          seg.word_of_piece, len(seg.words),  # type: ignore
+                                          len(seg.words), view.merge)    # type: ignore
