@@ -35,13 +35,15 @@ def length_penalty(length: int, alpha: float) -> float:
 
 
 @dataclass
-class _Beams:
-    """The alive hypotheses of every sentence, flattened to (B * K) rows."""
+class _Step:
+    """How the alive rows after a step extend the rows before it (one entry per new row).
+    Hypotheses are read back through these records only when they finish, so a step costs
+    the same whatever the length so far (no growing token or attention copies)."""
 
-    scores: Tensor            # (B, K) summed log-probabilities
-    tokens: Tensor            # (B*K, t)
-    log_probs: Tensor         # (B*K, t)
-    weights: Tensor | None    # (B*K, L, H, t, S)
+    origin: Tensor            # (N,) the row before the step that each new row extends
+    tokens: Tensor            # (N,) the token it appended
+    log_probs: Tensor         # (N,) that token's log-probability
+    weights: Tensor | None    # (N, L, H, S) the attention of the step that chose it
 
 
 @torch.no_grad()
@@ -50,7 +52,8 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
                 keep_weights: bool = True) -> list[list[Hypothesis]]:
     """The ``n_best`` best hypotheses of every sentence, best first.
 
-    ``max_len`` (an int or a (B,) tensor) bounds the tokens before end-of-sentence.
+    ``max_len`` (an int or a (B,) tensor) bounds the tokens before end-of-sentence. A sentence
+    leaves the batch as soon as it is done, so the rest decode without its rows.
 
     Shapes:
         src: (B, S) long; src_pad: (B, S) bool, True = padding
@@ -60,69 +63,83 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({K})")
     dev = src.device
     max_len = torch.as_tensor(max_len, device=dev).expand(B).long()             # (B,)
-    expand = torch.arange(B, device=dev).repeat_interleave(K)                   # (B*K,)
-    memory = model.encode(src, src_pad).select(expand)
+    sent = torch.arange(B, device=dev)                  # (A,) the sentences still decoding
+    memory = model.encode(src, src_pad).select(sent.repeat_interleave(K))      # A*K rows
     state = model.init_state(memory)
-    scores = torch.full((B, K), float("-inf"), device=dev)
+    scores = torch.full((B, K), float("-inf"), device=dev)                      # (A, K)
     scores[:, 0] = 0.0                                  # all beams start identical: keep one
-    beams = _Beams(scores, torch.empty(B * K, 0, dtype=torch.long, device=dev),
-                   torch.empty(B * K, 0, device=dev), None)
     prev = torch.full((B * K,), BOS_ID, dtype=torch.long, device=dev)
+    history: list[_Step] = []
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
-    done = torch.zeros(B, dtype=torch.bool, device=dev)
-    # for t = 0 .. max_len: step every beam, pick the 2K best extensions per sentence, file the
-    # eos ones among the top K as finished, keep the K best others alive, reorder the state
+    # for t = 0 .. max_len: step every alive beam, pick the 2K best extensions per sentence,
+    # file the eos ones among the top K as finished, drop the sentences that are done, keep
+    # the K best other extensions of the rest alive, reorder the state
     for t in range(int(max_len.max()) + 1):
-        logits, state, w = model.step(prev, state, memory)     # (B*K, V), _, (B*K, L, H, S)
-        log_probs = _constrain(logits.float().log_softmax(dim=-1), t, min_len, max_len, K)
-        if keep_weights and beams.weights is None:
-            beams.weights = w.new_zeros(B * K, *w.shape[1:3], 0, w.size(-1))
+        A = sent.numel()
+        logits, state, w = model.step(prev, state, memory)     # (A*K, V), _, (A*K, L, H, S)
+        log_probs = _constrain(logits.float().log_softmax(dim=-1), t, min_len, max_len[sent], K)
         V = log_probs.size(-1)
-        cand = (beams.scores.view(-1, 1) + log_probs).view(B, K * V)          # (B, K*V)
-        top_scores, top_idx = cand.topk(2 * K, dim=1)                          # (B, 2K)
+        cand = (scores.view(-1, 1) + log_probs).view(A, K * V)                # (A, K*V)
+        top_scores, top_idx = cand.topk(2 * K, dim=1)                          # (A, 2K)
         top_beam, top_tok = top_idx // V, top_idx % V
         is_eos = (top_tok == EOS_ID) & torch.isfinite(top_scores)
-        _finish(finished, beams, is_eos[:, :K] & ~done.unsqueeze(1), top_beam, top_scores,
-                log_probs, w, K, alpha)
-        done |= torch.tensor([len(f) >= K for f in finished], device=dev) | (t >= max_len)
+        take = is_eos[:, :K].nonzero()                                         # (F, 2)
+        if take.numel():
+            rows = take[:, 0] * K + top_beam[take[:, 0], take[:, 1]]          # (F,)
+            _finish(finished, sent[take[:, 0]].tolist(), rows,
+                    top_scores[take[:, 0], take[:, 1]], log_probs[rows, EOS_ID],
+                    w[rows] if keep_weights else None, history, alpha)
+        count = torch.tensor([len(finished[b]) for b in sent.tolist()], device=dev)
+        done = (count >= K) | (t >= max_len[sent])                              # (A,)
         if bool(done.all()):
             break
-        cont, order = top_scores.masked_fill(is_eos, float("-inf")).topk(K, dim=1)  # (B, K)
-        tok = top_tok.gather(1, order)                                           # (B, K)
-        origin = (top_beam.gather(1, order)
-                  + torch.arange(B, device=dev).unsqueeze(1) * K).view(-1)     # (B*K,)
-        prev = tok.view(-1)
-        beams = _Beams(cont, torch.cat([beams.tokens[origin], prev.unsqueeze(1)], dim=1),
-                       torch.cat([beams.log_probs[origin],
-                                  log_probs[origin, prev].unsqueeze(1)], dim=1),
-                       None if beams.weights is None else
-                       torch.cat([beams.weights[origin], w[origin].unsqueeze(3)], dim=3))
+        cont, order = top_scores.masked_fill(is_eos, float("-inf")).topk(K, dim=1)  # (A, K)
+        tok = top_tok.gather(1, order)                                           # (A, K)
+        origin = top_beam.gather(1, order) + torch.arange(A, device=dev).unsqueeze(1) * K
+        if bool(done.any()):                            # drop finished sentences' rows
+            keep = ~done
+            cont, tok, origin, sent = cont[keep], tok[keep], origin[keep], sent[keep]
+            memory = memory.select(keep.repeat_interleave(K).nonzero().squeeze(1))
+        origin, prev = origin.reshape(-1), tok.reshape(-1)                     # (A'*K,)
+        history.append(_Step(origin, prev, log_probs[origin, prev],
+                             w[origin] if keep_weights else None))
         state = state.select(origin)
+        scores = cont
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
 
 
 def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int) -> Tensor:
     """No eos before ``min_len`` tokens; only eos once a sentence reaches its ``max_len``."""
-    eos = log_probs[:, EOS_ID].clone()                                          # (B*K,)
+    eos = log_probs[:, EOS_ID].clone()                                          # (A*K,)
     if t < min_len:
         log_probs[:, EOS_ID] = float("-inf")
-    at_end = (t >= max_len).repeat_interleave(K)                                # (B*K,)
+    at_end = (t >= max_len).repeat_interleave(K)                                # (A*K,)
     if bool(at_end.any()):
         log_probs[at_end] = float("-inf")
         log_probs[:, EOS_ID] = torch.where(at_end, eos, log_probs[:, EOS_ID])
     return log_probs
 
 
-def _finish(finished: list[list[Hypothesis]], beams: _Beams, take: Tensor, top_beam: Tensor,
-            top_scores: Tensor, log_probs: Tensor, w: Tensor, K: int, alpha: float) -> None:
-    """File the candidates ``take`` marks (eos extensions) as finished hypotheses."""
-    for b, k in take.nonzero().tolist():
-        row = b * K + int(top_beam[b, k])
-        tokens = beams.tokens[row].tolist() + [EOS_ID]
-        lps = beams.log_probs[row].tolist() + [float(log_probs[row, EOS_ID])]
-        total = float(top_scores[b, k])
-        weights = None
-        if beams.weights is not None:
-            weights = torch.cat([beams.weights[row], w[row].unsqueeze(2)], dim=2)  # (L, H, T, S)
-        finished[b].append(Hypothesis(tokens, lps, total,
-                                      total / length_penalty(len(tokens), alpha), weights))
+def _finish(finished: list[list[Hypothesis]], sentences: list[int], rows: Tensor,
+            totals: Tensor, eos_log_probs: Tensor, eos_weights: Tensor | None,
+            history: list[_Step], alpha: float) -> None:
+    """File F hypotheses that end with eos now: the alive ``rows`` they extend are read back
+    through ``history`` (all F at once, one gather per step)."""
+    tokens, lps, weights = [], [], []
+    for step in reversed(history):
+        tokens.append(step.tokens[rows])
+        lps.append(step.log_probs[rows])
+        if step.weights is not None:
+            weights.append(step.weights[rows])                                  # (F, L, H, S)
+        rows = step.origin[rows]
+    token_lists = torch.stack(tokens[::-1], dim=1).tolist() if tokens else [[]] * len(sentences)
+    lp_lists = torch.stack(lps[::-1], dim=1).tolist() if lps else [[]] * len(sentences)
+    stacked = None
+    if eos_weights is not None:                                                 # (F, L, H, T, S)
+        stacked = torch.stack([*weights[::-1], eos_weights], dim=3)
+    for f, b in enumerate(sentences):
+        toks = token_lists[f] + [EOS_ID]
+        total = float(totals[f])
+        finished[b].append(Hypothesis(toks, lp_lists[f] + [float(eos_log_probs[f])], total,
+                                      total / length_penalty(len(toks), alpha),
+                                      None if stacked is None else stacked[f]))
