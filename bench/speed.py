@@ -88,17 +88,25 @@ def train(work: Path, model: str, steps: int, warmup: int) -> dict:
 
 
 def decode(work: Path, model: str, beam: int) -> dict:
-    out = work / f"test.{model}.b{beam}.jsonl"
-    cmd = seqattn() + ["-q", "translate", "-m", str(work / f"train_{model}"), "-i",
-                       str(M30K / "test_2016_flickr.en"), "--beam", str(beam), "--batch-size",
-                       "64", "--min-len", "20", "--max-len", "20", "--format", "jsonl"]
-    m = measure(work / f"dec_{model}_{beam}.json", work / f"dec_{model}_{beam}.log", cmd,
-                stdout=out)
-    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    """Timed: plain text output, as the peers write. Then, untimed, the same decoding as JSON
+    lines (which also carries the pieces) checks that every output has exactly 20 pieces and
+    that the text is the same."""
+    text = work / f"test.{model}.b{beam}.txt"
+    base = seqattn() + ["-q", "translate", "-m", str(work / f"train_{model}"), "-i",
+                        str(M30K / "test_2016_flickr.en"), "--beam", str(beam), "--batch-size",
+                        "64", "--min-len", "20", "--max-len", "20"]
+    m = measure(work / f"dec_{model}_{beam}.json", work / f"dec_{model}_{beam}.log", base,
+                stdout=text)
+    lines = text.read_text(encoding="utf-8").splitlines()
+    jsonl = subprocess.run(base + ["--format", "jsonl"], check=True, capture_output=True,
+                           text=True).stdout.splitlines()
+    rows = [json.loads(line) for line in jsonl]
     exact = sum(len(r["target_pieces"]) == 20 for r in rows)
-    return {"model": model, "beam": beam, "sents_per_s": len(rows) / m["wall_s"],
+    same = [r["translation"] for r in rows] == lines
+    return {"model": model, "beam": beam, "sents_per_s": len(lines) / m["wall_s"],
             "peak_rss_mib": round(m["tree_peak_rss_kb"] / 1024), "exact_20": f"{exact}/{len(rows)}",
-            "wall_s": m["wall_s"]}
+            "jsonl_same_text": same, "wall_s": m["wall_s"],
+            "foreign_cpu": m.get("foreign_cpu_pct")}
 
 
 def latency(work: Path, runs: int = 5) -> dict:
@@ -136,15 +144,21 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--decode-only", action="store_true",
+                        help="reuse the trained checkpoints in --work; keep the training rows "
+                             "of --out")
     args = parser.parse_args()
     if args.run_peers:
         subprocess.run(["bash", str(HARNESS / "run_all.sh")], check=True,
                        env={**os.environ, "PEERS_ROOT": str(args.peers_root)})
     args.work.mkdir(parents=True, exist_ok=True)
     results: dict = {"train": [], "decode": [], "peers": peer_rows(args.peers_root)}
+    if args.decode_only:
+        results["train"] = json.loads(args.out.read_text())["train"] if args.out.exists() else []
     for model in MODELS:
-        results["train"].append(train(args.work, model, args.steps, args.warmup))
-        print(json.dumps(results["train"][-1]), flush=True)
+        if not args.decode_only:
+            results["train"].append(train(args.work, model, args.steps, args.warmup))
+            print(json.dumps(results["train"][-1]), flush=True)
         for beam in (1, 5):
             results["decode"].append(decode(args.work, model, beam))
             print(json.dumps(results["decode"][-1]), flush=True)
