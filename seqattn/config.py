@@ -121,6 +121,7 @@ class TrainConfig:
     guided_weight: float = _num(0.05, lo=0.0, doc="weight of the alignment loss")
     guided_layer: int | None = _num(None, lo=0, doc="decoder layer; None: the penultimate")
     guided_head: int = _num(0, lo=0)
+    guided_shift: bool = False  # supervise the step where the word is the decoder input
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):

@@ -11,7 +11,10 @@ added to the translation loss with a small weight (``training.guided_weight``; t
 0.05) and normalised by target tokens like it. Row ``k`` of the teacher-forced attention is the
 step that *predicts* piece ``k``: the same row that forced alignment reads by default
 (``shift=False``) and that ``translate --align`` reads while decoding, so the supervised head is
-directly the model's default alignment view.
+directly the model's default alignment view. With ``training.guided_shift`` the head is
+supervised at row ``k + 1`` instead, the step where piece ``k`` is the decoder's *input*
+(shift-att, Chen et al. 2020): there the decoder knows which word it aligns, where at row ``k``
+it must guess the word it is about to produce; the model's default view is then shift-att.
 
 Word indices are the whitespace words of the training files as given (the same words that
 ``seqattn align`` links), so the alignment file must be made from the same text; when an aligner

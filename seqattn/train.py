@@ -364,8 +364,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
                             "parameters": sum(p.numel() for p in model.parameters())}
     guided = guided_view(cfg)
     if guided is not None:  # the supervised head is the model's alignment view
-        meta["alignment"] = {"layer": guided[0], "heads": str(guided[1]), "shift": False,
-                             "guided": True}
+        meta["alignment"] = {"layer": guided[0], "heads": str(guided[1]),
+                             "shift": cfg.training.guided_shift, "guided": True}
     if rank == 0:
         log.info("%s model, %s parameters, on %s%s", cfg.model.arch,
                  f"{meta['parameters']:,}", dev, f" × {world} processes" if world > 1 else "")
@@ -609,9 +609,12 @@ class _Run:
                     from seqattn.guided import alignment_loss
 
                     layer, head = self.guided
-                    align = alignment_loss(weights[:, layer, head], batch.gold)
+                    gold = batch.gold                                       # (B, T, S)
+                    if self.t.guided_shift:  # piece k is read at row k + 1 (shift-att)
+                        gold = torch.cat([gold[:, :1] * 0, gold[:, :-1]], dim=1)
+                    align = alignment_loss(weights[:, layer, head], gold)
                     self.align_sum += align.item()
-                    self.align_rows += batch.gold.sum().item()
+                    self.align_rows += gold.sum().item()
                     loss = loss + self.t.guided_weight * align
             (self.scaler.scale(loss) if self.scaler else loss).backward()
             loss_sum += loss.item()
