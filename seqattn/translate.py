@@ -202,9 +202,18 @@ class Translator:
         default_layer = max(layers - 2, 0)
         return int(stored.get("layer", default_layer)), str(stored.get("heads", "mean"))
 
+    def default_shift(self) -> bool:
+        """Whether alignments read shift-att rows by default (a calibrated or guided choice)."""
+        return bool(self.loaded.meta.get("alignment", {}).get("shift", False))
+
     def word_attention(self, tr: Translation, hyp: Hyp, layer: int | None = None,
-                       heads: str | None = None) -> tuple[Tensor, Tensor]:
-        """(target words × source words) attention and each target word's eos mass."""
+                       heads: str | None = None,
+                       shift: bool | None = None) -> tuple[Tensor, Tensor]:
+        """(target words × source words) attention and each target word's eos mass.
+
+        Row k of the beam's attention is the step that chose piece k; with ``shift`` (default:
+        the model's stored view) piece k reads row k + 1, the step where it was the input.
+        """
         if hyp.weights is None or tr.src is None:
             raise UsageError("no attention was kept for this translation")
         default_layer, default_heads = self.default_view()
@@ -212,6 +221,8 @@ class Translator:
         heads = default_heads if heads is None else heads
         rows = w.mean(dim=0) if heads == "mean" else w.max(dim=0).values if heads == "max" \
             else w[int(heads)]                                             # (T, S)
+        if self.default_shift() if shift is None else shift:
+            rows = rows[1:]                                                # (T - 1, S)
         return al.word_weights(rows, hyp.word_of_piece, tr.src.word_of_piece, len(hyp.words),
                                len(tr.src.words))
 

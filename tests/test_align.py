@@ -606,3 +606,28 @@ def test_mismatch_found_while_streaming_and_missing_file(tiny_transformer, tmp_p
     code, out, err = _cli(["align", "-m", str(tiny_transformer), str(tmp_path / "no.src"),
                            str(tgt)], capsys)
     assert code == 2 and out == "" and "no.src' does not exist" in err
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_beam_attention_of_a_greedy_output_equals_its_forced_alignment(tiny_model, shift):
+    """translate --align reads the beam's own attention; for a greedy output that is what a
+    teacher-forced pass over the same pieces computes, read through align's own view (plain or
+    shift-att)."""
+    import seqattn
+    from seqattn.data import BOS, pad_sources
+
+    tr = seqattn.load(tiny_model)
+    layers, _ = al.model_shape(tr)
+    [t] = tr.translate(["A man in a red shirt rides a bike."], beam=1, max_len=8)
+    hyp = t.hyps[0]
+    beam_words, beam_eos = tr.word_attention(t, hyp, layers - 1, "mean", shift)
+    ids = tr.tgt_vocab.sp.piece_to_id(hyp.pieces)
+    src, src_pad = pad_sources([t.src.ids])
+    with torch.no_grad():
+        _, weights = tr.model(src, src_pad, torch.tensor([[BOS, *ids]]), need_weights=True)
+    rows = al.view_rows(weights[0], al.View(layers - 1, "mean", shift, "sum"))
+    words, eos = al.word_weights(rows, hyp.word_of_piece, t.src.word_of_piece, len(hyp.words),
+                                 len(t.src.words))
+    # step-by-step and teacher-forced kernels round differently (about 1e-4 for the GRU)
+    torch.testing.assert_close(words, beam_words, atol=2e-3, rtol=0)
+    torch.testing.assert_close(eos, beam_eos, atol=2e-3, rtol=0)

@@ -95,6 +95,11 @@ def translate(
         str | None, typer.Option("--heads", show_default=False,
                                  help="mean, max or a head number \\[default: mean].")
     ] = None,
+    shift_att: Annotated[
+        bool | None, typer.Option("--shift-att/--no-shift-att", show_default=False,
+                                  help="Read each output word at the step where it was the "
+                                       "decoder input \\[default: the model's view].")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
 ) -> None:
     """Translate sentences with a trained model, one output line per input line."""
@@ -122,9 +127,9 @@ def translate(
                                 batch_tokens=batch_tokens, attention=need_attention,
                                 chunk=max(1, min(256, batch_tokens // 16)))
     for tr in results:  # flushed line by line: a long file shows results as it goes
-        emit(_record(translator, tr, fmt, attention, layer, heads), flush=True)
+        emit(_record(translator, tr, fmt, attention, layer, heads, shift_att), flush=True)
         if table_console is not None and tr.hyps:
-            table_console.print(_table(translator, tr, layer, heads))
+            table_console.print(_table(translator, tr, layer, heads, shift_att))
 
 
 def _check_view(translator: Any, layer: int | None, heads: str | None) -> None:
@@ -150,7 +155,7 @@ def _read(source: str) -> Iterator[str]:
 
 
 def _record(translator: Any, tr: Any, fmt: Format, attention: bool, layer: int | None,
-            heads: str | None) -> str:
+            heads: str | None, shift: bool | None = None) -> str:
     if fmt is Format.text:
         return "\t".join(h.text for h in tr.hyps)
     if fmt is Format.tsv:
@@ -158,11 +163,11 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, layer: int |
         for h in tr.hyps or [None]:
             cols += [h.text, f"{h.score:.4f}"] if h is not None else ["", ""]
         return "\t".join(cols)
-    return json.dumps(_json(translator, tr, attention, layer, heads), ensure_ascii=False)
+    return json.dumps(_json(translator, tr, attention, layer, heads, shift), ensure_ascii=False)
 
 
 def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
-          heads: str | None) -> dict[str, Any]:
+          heads: str | None, shift: bool | None = None) -> dict[str, Any]:
     from seqattn.align import argmax_links, pharaoh
 
     obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
@@ -173,7 +178,7 @@ def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
         obj["truncated"] = True
     nbest = []
     for h in tr.hyps:
-        words, eos = translator.word_attention(tr, h, layer, heads)
+        words, eos = translator.word_attention(tr, h, layer, heads, shift)
         links = argmax_links(words)
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
@@ -192,16 +197,19 @@ def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
     return obj
 
 
-def _table(translator: Any, tr: Any, layer: int | None, heads: str | None) -> Any:
+def _table(translator: Any, tr: Any, layer: int | None, heads: str | None,
+           shift: bool | None = None) -> Any:
     from rich.table import Table
 
     from seqattn.align import entropy
 
     hyp = tr.hyps[0]
-    words, eos = translator.word_attention(tr, hyp, layer, heads)
+    words, eos = translator.word_attention(tr, hyp, layer, heads, shift)
     view_layer, view_heads = translator.default_view()
     where = "" if translator.cfg.model.arch != "transformer" else \
         f", layer {view_layer if layer is None else layer}, heads {heads or view_heads}"
+    if translator.default_shift() if shift is None else shift:
+        where += ", shift-att (each word read where it was the decoder input)"
     table = Table(title=f"{tr.source}\n→ {hyp.text}", title_justify="left",
                   caption=f"beam attention of the best hypothesis{where}",
                   caption_justify="left", header_style="bold")
