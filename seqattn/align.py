@@ -291,6 +291,16 @@ class Extraction:
                              f"got '{self.sym}'")
 
 
+def resolve_extraction(translator: Translator, default: Extraction | None = None) -> Extraction:
+    """The model's calibrated extraction (method, threshold) if it stored one, else
+    ``default``; the symmetrization of ``default`` is kept."""
+    default = default or Extraction()
+    stored = translator.loaded.meta.get("alignment", {})
+    if "method" not in stored:
+        return default
+    return Extraction(str(stored["method"]), stored.get("threshold"), default.sym)
+
+
 def force_align(translator: Translator, pairs: Iterable[tuple[str, str]],
                 view: View | None = None, batch_tokens: int = 4096, chunk: int = 256,
                 keep_weights: bool = False) -> list[PairAlignment]:

@@ -1,11 +1,14 @@
 """Choose the attention view that aligns best on a gold set (``seqattn align --calibrate``).
 
 Every pair of the gold set is force-decoded once, keeping the attention of every decoder layer
-and head; then each view — layer × heads (mean, max, each head) × {plain, shift-att} — is
-scored with the alignment error rate (:func:`seqattn.aer.aer`) and the lowest wins (ties: the
-first in that order, so the simpler view). The winner is stored in the model directory's
-``seqattn.json`` as ``"alignment": {"layer", "heads", "shift", "aer"}``, which later runs of
-``align`` (and the layer/heads of ``translate --align``) use by default.
+and head; then each view — layer × heads (mean, max, each head) × {plain, shift-att} — and
+each way of extracting links (argmax per target word, or every pair with weight ≥ 0.3, 0.4,
+0.5; only the one asked for when ``--method``/``--threshold`` are given) is scored with the
+alignment error rate (:func:`seqattn.aer.aer`) and the lowest wins (ties: the first in that
+order, so the simpler setting). The winner is stored in the model directory's ``seqattn.json``
+as ``"alignment": {"layer", "heads", "shift", "method", "threshold", "aer"}`` (other keys there
+are kept), which later runs of ``align`` (and the view of ``translate --align``) use by
+default.
 
 A gold set is three line-aligned files: ``*.src`` and ``*.tgt`` (whitespace-tokenised text, as
 the links count words) and ``*.talp`` (``i-j`` sure, ``ipj`` possible links). Give their
@@ -34,10 +37,20 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class SweepRow:
-    """One view and its scores on the gold set."""
+    """One view, one link extraction, and their scores on the gold set."""
 
     view: al.View
     scores: AlignmentScores
+    extraction: al.Extraction = al.Extraction()
+
+THRESHOLDS = (0.3, 0.4, 0.5)
+
+
+def candidate_extractions(given: al.Extraction | None) -> list[al.Extraction]:
+    """The extraction asked for, else argmax and each threshold of ``THRESHOLDS``."""
+    if given is not None:
+        return [given]
+    return [al.Extraction()] + [al.Extraction("threshold", t) for t in THRESHOLDS]
 
 
 def gold_files(spec: str | Path) -> tuple[Path, Path, Path]:
@@ -100,26 +113,29 @@ def candidate_views(translator: Translator, merge: str = "sum") -> list[al.View]
 def sweep(translator: Translator, pairs: list[tuple[str, str]], gold: list[GoldAlignment],
           extraction: al.Extraction | None = None, merge: str = "sum",
           batch_tokens: int = 4096) -> list[SweepRow]:
-    """Score every candidate view on the gold pairs (one forward pass per batch in all)."""
-    extraction = extraction or al.Extraction()
+    """Score every candidate view × extraction on the gold pairs (``extraction``: only that
+    one; None: :func:`candidate_extractions`). One forward pass per batch in all."""
     records = al.force_align(translator, pairs, al.View(merge=merge),
                              batch_tokens=batch_tokens, keep_weights=True)
     sure, possible = [g.sure for g in gold], [g.possible for g in gold]
     rows = []
     for view in candidate_views(translator, merge):
-        hyps = [_links(rec, view, extraction) for rec in records]
-        rows.append(SweepRow(view, aer(hyps, sure, possible)))
+        words = [_words(rec, view) for rec in records]
+        for ex in candidate_extractions(extraction):
+            hyps = [set() if w is None else al.extract_links(w, ex.method, ex.threshold)
+                    for w in words]
+            rows.append(SweepRow(view, aer(hyps, sure, possible), ex))
     return rows
 
 
-def _links(rec: al.PairAlignment, view: al.View,
-           extraction: al.Extraction) -> set[al.Link]:
+def _words(rec: al.PairAlignment, view: al.View) -> Any:
+    """The (target words × source words) matrix of ``view``, or None for an empty pair."""
     if rec.weights is None or rec.src is None or rec.tgt is None:
-        return set()
+        return None
     words, _ = al.word_weights(al.view_rows(rec.weights, view), rec.tgt.word_of_piece,
                                rec.src.word_of_piece, len(rec.tgt.words), len(rec.src.words),
                                view.merge)
-    return al.extract_links(words, extraction.method, extraction.threshold)
+    return words
 
 
 def best_row(rows: list[SweepRow]) -> SweepRow:
@@ -131,7 +147,9 @@ def store_view(translator: Translator, row: SweepRow) -> dict[str, Any]:
     """Write the view into the model's ``seqattn.json`` (other keys kept) and use it now."""
     from seqattn.checkpoint import read_meta, write_meta
 
-    setting = {"layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
+    setting = {**translator.loaded.meta.get("alignment", {}),
+               "layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
+               "method": row.extraction.method, "threshold": row.extraction.threshold,
                "aer": round(row.scores.aer, 6)}
     path = translator.loaded.path
     meta = read_meta(path)

@@ -427,11 +427,15 @@ def test_calibration_picks_the_plain_view_and_stores_it(reverse_translator, tmp_
         "".join(" ".join(f"{s + 1}-{t + 1}" for s, t in sorted(m)) + "\n" for m in mirror),
         encoding="utf-8")
     rows, best = calibrate(reverse_translator, gold)
-    assert len(rows) == 2 and best.view == al.View(0, "mean", False, "sum")
+    assert len(rows) == 2 * 4 and best.view == al.View(0, "mean", False, "sum")  # 4 extractions
     assert best.scores.aer <= 0.02
     meta = read_meta(reverse_translator.loaded.path)
     assert meta["alignment"]["shift"] is False and meta["step"] == 120
-    assert set(meta["alignment"]) == {"layer", "heads", "shift", "aer"}
+    assert set(meta["alignment"]) == {"layer", "heads", "shift", "method", "threshold", "aer"}
+    assert (meta["alignment"]["method"], meta["alignment"]["threshold"]) == (
+        best.extraction.method, best.extraction.threshold)
+    only, _ = calibrate(reverse_translator, gold, al.Extraction("threshold", 0.5), store=False)
+    assert [r.extraction for r in only] == [al.Extraction("threshold", 0.5)] * 2
 
 
 # --------------------------------------------------------------------------- CLI
@@ -577,8 +581,18 @@ def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tm
     assert code == 0, err
     assert out == "" and "AER%" in err and "shift" in err
     stored = read_meta(model)["alignment"]
-    assert set(stored) == {"layer", "heads", "shift", "aer"} and 0 <= stored["aer"] <= 1
+    assert set(stored) == {"layer", "heads", "shift", "method", "threshold", "aer"}
+    assert 0 <= stored["aer"] <= 1
     assert read_meta(model)["src_vocab"] == read_meta(tiny_transformer)["src_vocab"]
+    # later runs extract links the stored way: a stored threshold of 1.0 links nothing
+    meta = read_meta(model)
+    meta["alignment"].update(method="threshold", threshold=1.0)
+    write_meta(model, {k: v for k, v in meta.items() if k != "format"})
+    code, out, err = _cli(["align", "-m", str(model), files[0], files[1]], capsys)
+    assert code == 0 and out == "\n\n", (out, err)
+    code, out, err = _cli(["align", "-m", str(model), "--method", "argmax", files[0], files[1]],
+                          capsys)
+    assert code == 0 and all(line for line in out.splitlines()), out
 
 
 def test_shift_att_flag_and_merge_reach_the_view(tiny_transformer, capsys, monkeypatch):

@@ -58,6 +58,9 @@ class Format(str, Enum):
     heatmap = "heatmap"
 
 
+SWEEP_ROWS_SHOWN = 20
+
+
 class Attention(str, Enum):
     cross = "cross"
     encoder = "encoder"
@@ -156,10 +159,14 @@ def align(
                                  view, extraction)
         _write_all(records, fmt, html, png)
         return
+    explicit = method is not None or threshold is not None
     if calibrate is not None:
-        _calibrate(translator, calibrate, extraction, merge.value, batch_tokens)
+        _calibrate(translator, calibrate, extraction if explicit else None, merge.value,
+                   batch_tokens)
         if src is None:
             return
+    if not explicit:  # the model's calibrated extraction, if it has one
+        extraction = al.resolve_extraction(translator, extraction)
     view = al.resolve_view(translator, layer, heads, shift_att, merge.value)
     reverse = load(reverse_model, device=device) if reverse_model else None
     pairs = _pairs(src, tgt)  # type: ignore[arg-type]
@@ -392,16 +399,22 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
     if not STATE["quiet"]:
         table = Table(title=f"alignment views on {spec} (lowest AER first)",
                       title_justify="left", header_style="bold")
-        for name in ("layer", "heads", "shift", "AER%", "Prec%", "Rec%", "links"):
-            table.add_column(name, justify="left" if name in ("heads", "shift") else "right")
-        for row in sorted(rows, key=lambda r: r.scores.aer):
-            s = row.scores
+        for name in ("layer", "heads", "shift", "links by", "AER%", "Prec%", "Rec%", "links"):
+            table.add_column(name, justify="left" if name in ("heads", "shift", "links by")
+                             else "right")
+        ranked = sorted(rows, key=lambda r: r.scores.aer)
+        for row in ranked[:SWEEP_ROWS_SHOWN]:
+            s, ex = row.scores, row.extraction
             table.add_row(str(row.view.layer), row.view.heads, "yes" if row.view.shift else "no",
+                          "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}",
                           f"{100 * s.aer:.1f}", f"{100 * s.precision:.1f}",
                           f"{100 * s.recall:.1f}", str(s.hyp_links),
                           style="bold" if row is best else "")
+        if len(ranked) > SWEEP_ROWS_SHOWN:
+            table.caption = f"{len(ranked) - SWEEP_ROWS_SHOWN} more settings not shown"
         err_console().print(table)
-    v = best.view
-    log.info("stored the best view in %s/seqattn.json: layer %d, heads %s, shift %s "
+    v, ex = best.view, best.extraction
+    log.info("stored the best setting in %s/seqattn.json: layer %d, heads %s, shift %s, %s "
              "(AER %.1f%%)", translator.loaded.path, v.layer, v.heads, v.shift,
+             "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}",
              100 * best.scores.aer)

@@ -168,7 +168,7 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, layer: int |
 
 def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
           heads: str | None, shift: bool | None = None) -> dict[str, Any]:
-    from seqattn.align import argmax_links, pharaoh
+    from seqattn.align import extract_links, pharaoh, resolve_extraction
 
     obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
                            "score": tr.score,
@@ -179,7 +179,8 @@ def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
     nbest = []
     for h in tr.hyps:
         words, eos = translator.word_attention(tr, h, layer, heads, shift)
-        links = argmax_links(words)
+        ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
+        links = extract_links(words, ex.method, ex.threshold)
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
                  "alignment": pharaoh(links), "links": [list(link) for link in sorted(links)]}
