@@ -67,8 +67,10 @@ def main() -> None:
 
     args.out.mkdir(parents=True, exist_ok=True)
     m30k, gold_dir = DATA / "multi30k", DATA / "gold" / "multi30k_test2016_ende_dev"
-    raw_src = (m30k / f"train.{args.src}").read_text(encoding="utf-8").splitlines()
-    raw_tgt = (m30k / f"train.{args.tgt}").read_text(encoding="utf-8").splitlines()
+    from seqattn.textio import read_lines  # lines exactly as seqattn train reads them
+
+    raw_src = read_lines(m30k / f"train.{args.src}")
+    raw_tgt = read_lines(m30k / f"train.{args.tgt}")
     tok_s, tok_t = MosesTokenizer(args.src), MosesTokenizer(args.tgt)
     started = time.perf_counter()
     toks_src = [tok_s.tokenize(x, escape=False) for x in raw_src]

@@ -74,8 +74,12 @@ def segment(sp: object, text: str) -> Segmented:
 
 
 def _word_at(text: str, spans: list[tuple[int, int]], begin: int, end: int) -> int:
-    """The word holding the first non-space character of [begin, end), else the next word."""
-    pos = next((i for i in range(begin, end) if not text[i].isspace()), None)
+    """The word holding the last non-space character of [begin, end), else the next word.
+
+    The last, not the first: sentencepiece drops some characters (zero-width spaces, controls)
+    and counts them into the *next* piece's span, which may then start in an earlier word made
+    only of dropped characters; its own characters end the span."""
+    pos = next((i for i in range(end - 1, begin - 1, -1) if not text[i].isspace()), None)
     if pos is None:  # a lone ▁ (or empty) piece: it belongs to the word that follows
         return next((w for w, (a, _) in enumerate(spans) if a >= end), max(len(spans) - 1, 0))
     return next((w for w, (a, b) in enumerate(spans) if a <= pos < b), max(len(spans) - 1, 0))

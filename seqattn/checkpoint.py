@@ -213,8 +213,11 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16") -> P
     load_model_dir(run_dir)  # refuse anything that would not load
     if out.exists():
         raise CheckpointError(f"'{out}' already exists; choose a new directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+    except OSError as e:
+        raise CheckpointError(f"cannot create '{out}': {e.strerror or e}") from None
     try:
         target = getattr(torch, EXPORT_DTYPES[dtype])
         tensors = {k: v.to(target) if v.is_floating_point() else v
@@ -230,7 +233,15 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16") -> P
         mask = os.umask(0)
         os.umask(mask)
         os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a plain mkdir would not
-        os.replace(tmp, out)
+        for path in tmp.iterdir():  # on disk before the directory gets its name
+            with open(path, "rb+") as f:
+                os.fsync(f.fileno())
+        if out.exists():  # appeared meanwhile: never replace it
+            raise CheckpointError(f"'{out}' already exists; choose a new directory")
+        os.rename(tmp, out)
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot write '{out}': {e.strerror or e}") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -24,6 +24,7 @@ ran on tokenized text, map its links back to whitespace words first
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from torch import Tensor
 from seqattn.errors import DataError
 
 PieceLinks = list[tuple[int, int]]  # (target piece, source piece), 0-based, no bos/eos
+_LINK = re.compile(r"([0-9]+)[-p]([0-9]+)")
 
 
 def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
@@ -48,7 +50,12 @@ def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
     except UnicodeDecodeError as e:
         raise DataError(f"training.guided_alignment '{path}' is not UTF-8 text ({e.reason})") \
             from None
-    lines = text.splitlines()
+    except OSError as e:
+        raise DataError(f"cannot read training.guided_alignment '{path}': "
+                        f"{e.strerror or e}") from None
+    lines = text.split("\n")  # as seqattn reads text: only \n ends a line
+    if lines and lines[-1] == "":
+        lines.pop()
     if len(lines) != n_pairs:
         raise DataError(f"training.guided_alignment '{path}' has {len(lines)} lines but the "
                         f"training files have {n_pairs} pairs; it needs one line per pair")
@@ -56,11 +63,10 @@ def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
     for number, line in enumerate(lines, 1):
         links = []
         for item in line.split():
-            sep = "-" if "-" in item else "p"
-            i, _, j = item.partition(sep)
-            if not (i.isdigit() and j.isdigit()):
+            match = _LINK.fullmatch(item)
+            if match is None:
                 raise DataError(f"{path}:{number}: '{item}' is not a Pharaoh link 'i-j'")
-            links.append((int(i), int(j)))
+            links.append((int(match[1]), int(match[2])))
         out.append(links)
     return out
 
@@ -92,8 +98,8 @@ def piece_links(word_links: Sequence[tuple[int, int]], src_words: Sequence[int],
         if i >= n_src or j >= n_tgt:
             return None
         for tp, w in enumerate(tgt_words):
-            if w == j:
-                links.update((tp, sp) for sp in src_pieces[i])
+            if w == j:  # a word made only of characters sentencepiece drops has no pieces
+                links.update((tp, sp) for sp in src_pieces.get(i, ()))
     return sorted(links)
 
 
@@ -103,9 +109,10 @@ def gold_rows(links: Sequence[PieceLinks | None], T: int, S: int) -> Tensor:
     Row k is target piece k (the step that predicts it); column j is source piece j.
     """
     gold = torch.zeros(len(links), T, S)
-    for b, pairs in enumerate(links):
-        for k, j in pairs or ():
-            gold[b, k, j] = 1.0
+    index = [(b, k, j) for b, pairs in enumerate(links) for k, j in pairs or ()]
+    if index:
+        b_idx, k_idx, j_idx = torch.tensor(index, dtype=torch.long).unbind(1)
+        gold[b_idx, k_idx, j_idx] = 1.0
     total = gold.sum(dim=-1, keepdim=True)                                  # (B, T, 1)
     return gold / total.clamp_min(1.0)
 

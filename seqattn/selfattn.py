@@ -71,9 +71,8 @@ def self_attention(translator: Translator, pairs: Iterable[tuple[str, str]], vie
     if view.attention not in KINDS:
         raise UsageError(f"not a self-attention view: '{view.attention}'")
     for items in _chunks(pairs, chunk):
-        if view.attention == "encoder":  # the target plays no part: stand in the source
-            items = [(i, (s, s if s.strip() else "")) for i, (s, _) in items]
-        records = [_segment_pair(translator, i, s, t) for i, (s, t) in items]
+        records = [_source_only(translator, i, s) if view.attention == "encoder"
+                   else _segment_pair(translator, i, s, t) for i, (s, t) in items]
         todo = [r for r in records if not r.empty]
         if todo:
             _forward(translator, todo, view)
@@ -83,16 +82,27 @@ def self_attention(translator: Translator, pairs: Iterable[tuple[str, str]], vie
             yield rec
 
 
+def _source_only(translator: Translator, i: int, source: str) -> PairAlignment:
+    """An encoder record: the source, segmented (and cut) alone, stands in as the target."""
+    rec = _segment_pair(translator, i, source, "x" if source.strip() else "")
+    if rec.src is not None:
+        rec.tgt, rec.target = rec.src, source
+    return rec
+
+
 @torch.inference_mode()
 def _forward(translator: Translator, batch: list[PairAlignment], view: View) -> None:
     from seqattn.align import view_rows
     from seqattn.data import BOS, PAD, pad_sources
 
     src, src_pad = pad_sources([r.src.ids for r in batch])              # type: ignore[union-attr]
-    T = max(len(r.tgt.ids) for r in batch) + 1                          # type: ignore[union-attr]
-    tgt_in = torch.full((len(batch), T), PAD, dtype=torch.long)         # (B, T)
-    for b, r in enumerate(batch):
-        tgt_in[b, : len(r.tgt.ids) + 1] = torch.tensor([BOS, *r.tgt.ids])  # type: ignore
+    if view.attention == "encoder":  # the decoder only needs to run: bos alone
+        tgt_in = torch.full((len(batch), 1), BOS, dtype=torch.long)     # (B, 1)
+    else:
+        T = max(len(r.tgt.ids) for r in batch) + 1                      # type: ignore
+        tgt_in = torch.full((len(batch), T), PAD, dtype=torch.long)     # (B, T)
+        for b, r in enumerate(batch):
+            tgt_in[b, : len(r.tgt.ids) + 1] = torch.tensor([BOS, *r.tgt.ids])  # type: ignore
     dev = translator.device
     enc, dec = translator.model.self_attention(src.to(dev), src_pad.to(dev), tgt_in.to(dev))
     weights = (enc if view.attention == "encoder" else dec).float().cpu()  # (B, L, H, N, N)

@@ -396,17 +396,19 @@ class _sigterm_as_interrupt:  # noqa: N801  (used as a context manager)
     way Ctrl-C does. Only the main thread can install handlers; elsewhere this does nothing."""
 
     def __enter__(self) -> None:
-        self.previous = None
-        if threading.current_thread() is threading.main_thread():
-            self.previous = signal.signal(signal.SIGTERM, self._raise)
+        self.installed = False  # only over the default action: an ignored SIGTERM stays ignored
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, self._raise)
+            self.installed = True
 
     @staticmethod
     def _raise(signum: int, frame: Any) -> None:
         raise Terminated()
 
     def __exit__(self, *exc: object) -> None:
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
+        if self.installed:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def _barrier() -> None:
@@ -605,6 +607,7 @@ class _Run:
                 logits, weights = self.wrapped(batch.src, batch.src_pad, batch.tgt_in,
                                                need_weights=self.guided is not None)
                 loss, nll = loss_sums(logits, batch.tgt_out, self.t.label_smoothing)
+                translation_loss = loss.item()  # what the log reports as the loss
                 if self.guided is not None and batch.gold is not None and weights is not None:
                     from seqattn.guided import alignment_loss
 
@@ -617,7 +620,7 @@ class _Run:
                     self.align_rows += gold.sum().item()
                     loss = loss + self.t.guided_weight * align
             (self.scaler.scale(loss) if self.scaler else loss).backward()
-            loss_sum += loss.item()
+            loss_sum += translation_loss
             nll_sum += nll.item()
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -639,9 +642,10 @@ class _Run:
         if self.world > 1:  # report the whole step, not this rank's share
             import torch.distributed as dist
 
-            sums = torch.tensor([loss_sum, nll_sum], device=self.dev)
+            sums = torch.tensor([loss_sum, nll_sum, self.align_sum, self.align_rows],
+                                device=self.dev)
             dist.all_reduce(sums)
-            loss_sum, nll_sum = sums.tolist()
+            loss_sum, nll_sum, self.align_sum, self.align_rows = sums.tolist()
         return loss_sum, nll_sum, int(total.item())
 
     def log_window(self, window: dict[str, float]) -> None:

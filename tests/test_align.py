@@ -584,12 +584,12 @@ def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tm
     assert set(stored) == {"layer", "heads", "shift", "method", "threshold", "aer"}
     assert 0 <= stored["aer"] <= 1
     assert read_meta(model)["src_vocab"] == read_meta(tiny_transformer)["src_vocab"]
-    # later runs extract links the stored way: a stored threshold of 1.0 links nothing
+    # later runs extract links the stored way: a stored threshold of 0 links every word pair
     meta = read_meta(model)
-    meta["alignment"].update(method="threshold", threshold=1.0)
+    meta["alignment"].update(method="threshold", threshold=0.0)
     write_meta(model, {k: v for k, v in meta.items() if k != "format"})
     code, out, err = _cli(["align", "-m", str(model), files[0], files[1]], capsys)
-    assert code == 0 and out == "\n\n", (out, err)
+    assert code == 0 and [len(x.split()) for x in out.splitlines()] == [16, 9], (out, err)
     code, out, err = _cli(["align", "-m", str(model), "--method", "argmax", files[0], files[1]],
                           capsys)
     assert code == 0 and all(line for line in out.splitlines()), out
@@ -645,3 +645,16 @@ def test_beam_attention_of_a_greedy_output_equals_its_forced_alignment(tiny_mode
     # step-by-step and teacher-forced kernels round differently (about 1e-4 for the GRU)
     torch.testing.assert_close(words, beam_words, atol=2e-3, rtol=0)
     torch.testing.assert_close(eos, beam_eos, atol=2e-3, rtol=0)
+
+
+def test_characters_sentencepiece_drops_never_shift_a_word(tiny_transformer):
+    """Zero-width spaces and control characters vanish in sentencepiece and their offsets go
+    to the next piece; the word of a piece is the one its own characters end in."""
+    import seqattn
+
+    sp = seqattn.load(tiny_transformer).src_vocab.sp
+    for text, words in (("a \x01 \x02 b c", ["a", "b", "c"]), ("\u200b a b", ["a", "b"]),
+                        ("a \u200b b", ["a", "b"])):
+        seg = al.segment(sp, text)
+        got = sorted({seg.words[w] for w in seg.word_of_piece})
+        assert got == sorted(words), (text, seg.pieces, seg.word_of_piece)

@@ -26,6 +26,7 @@ def test_read_pharaoh_takes_sure_and_possible_links(tmp_path):
     ("0-0\n", 2, "has 1 lines but the training files have 2 pairs"),
     ("0-0\n1-x\n", 2, "a.txt:2: '1-x' is not a Pharaoh link"),
     ("0-0\n-1\n", 2, "a.txt:2: '-1' is not a Pharaoh link"),
+    ("0-0\n\u00b2-1\n", 2, "a.txt:2: '\u00b2-1' is not a Pharaoh link"),
 ])
 def test_read_pharaoh_errors_name_the_line(tmp_path, text, n, message):
     path = tmp_path / "a.txt"
@@ -42,6 +43,7 @@ def test_piece_links_expand_every_piece_of_both_words():
     assert piece_links([(2, 0), (0, 1)], src_words, tgt_words) == [
         (0, 3), (0, 4), (0, 5), (1, 0), (1, 1), (2, 0), (2, 1)]
     assert piece_links([(3, 0)], src_words, tgt_words) is None      # no source word 3
+    assert piece_links([(1, 0)], [0, 2], [0]) == []                 # word 1 has no pieces
     assert piece_links([(0, 2)], src_words, tgt_words) is None      # no target word 2
 
 
