@@ -31,6 +31,11 @@ def _bleu(block: dict, metric: str = "bleu") -> tuple[float, str]:
     return score["score"], score["signature"]
 
 
+def _cell(signature: str) -> str:
+    """A sacreBLEU signature inside a Markdown table cell (its '|' would end the cell)."""
+    return "`" + signature.replace("|", "\\|") + "`"
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run", type=Path)
@@ -79,8 +84,8 @@ def main() -> None:
         lines += ["", args.note]
     lines += ["", "## Scores (test2016, 1,000 sentences, beam 5)", "",
               "| convention | BLEU | how |", "| --- | --- | --- |",
-              f"| sacreBLEU, cased, detokenized | {sacre:.1f} | `{sacre_sig}` |",
-              f"| paper: lowercased, Moses-tokenized | {paper:.1f} | `{paper_sig}` |", "",
+              f"| sacreBLEU, cased, detokenized | {sacre:.1f} | {_cell(sacre_sig)} |",
+              f"| paper: lowercased, Moses-tokenized | {paper:.1f} | {_cell(paper_sig)} |", "",
               f"chrF2 (sacreBLEU): {chrf:.1f}."]
     if "dev_aer" in entry:
         a = entry["dev_aer"]["alignments"][0]
