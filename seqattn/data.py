@@ -18,6 +18,7 @@ from torch import Tensor
 
 from seqattn.checkpoint import atomic_write
 from seqattn.errors import DataError
+from seqattn.guided import gold_rows, piece_links
 from seqattn.models import BOS_ID as BOS
 from seqattn.models import EOS_ID as EOS
 from seqattn.models import PAD_ID as PAD
@@ -156,13 +157,12 @@ def encode_corpus(pairs: Sequence[tuple[str, str]], src_vocab: Vocab, tgt_vocab:
 def _piece_links(src_vocab: Vocab, tgt_vocab: Vocab, pair: tuple[str, str], src: list[int],
                  tgt: list[int], word_links: Sequence[tuple[int, int]]
                  ) -> list[tuple[int, int]] | None:
-    from seqattn.guided import piece_links, word_of_pieces
+    from seqattn.align import segment  # pieces mapped to words by character offsets
 
-    [(s_ids, s_words)] = word_of_pieces(src_vocab.sp, [pair[0]])
-    [(t_ids, t_words)] = word_of_pieces(tgt_vocab.sp, [pair[1]])
-    if s_ids != src or t_ids != tgt:  # offsets must describe the very pieces we train on
+    s_seg, t_seg = segment(src_vocab.sp, pair[0]), segment(tgt_vocab.sp, pair[1])
+    if s_seg.ids != src or t_seg.ids != tgt:  # offsets must describe the pieces we train on
         return None
-    return piece_links(word_links, s_words, t_words)
+    return piece_links(word_links, s_seg.word_of_piece, t_seg.word_of_piece)
 
 
 # --------------------------------------------------------------------------- batches
@@ -241,8 +241,6 @@ def iterate_batches(corpus: Corpus, indices: list[list[int]]) -> Iterator[Batch]
     for idx in indices:
         batch = make_batch([corpus.src[i] for i in idx], [corpus.tgt[i] for i in idx])
         if corpus.links is not None:
-            from seqattn.guided import gold_rows
-
             batch.gold = gold_rows([corpus.links[i] for i in idx], batch.tgt_out.size(1),
                                    batch.src.size(1))
         yield batch

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from seqattn.errors import DataError
+from seqattn.textio import read_lines
 
 PieceLinks = list[tuple[int, int]]  # (target piece, source piece), 0-based, no bos/eos
 _LINK = re.compile(r"([0-9]+)[-p]([0-9]+)")
@@ -40,22 +41,9 @@ _LINK = re.compile(r"([0-9]+)[-p]([0-9]+)")
 def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
     """Word links per training pair from a Pharaoh file: ``i-j`` (source word i, target word j,
     0-based); ``ipj`` (possible) links are taken as links too. One line per pair."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(f"training.guided_alignment '{path}' does not exist") from None
-    except IsADirectoryError:
-        raise DataError(f"training.guided_alignment '{path}' is a directory") from None
-    except UnicodeDecodeError as e:
-        raise DataError(f"training.guided_alignment '{path}' is not UTF-8 text ({e.reason})") \
-            from None
-    except OSError as e:
-        raise DataError(f"cannot read training.guided_alignment '{path}': "
-                        f"{e.strerror or e}") from None
-    lines = text.split("\n")  # as seqattn reads text: only \n ends a line
-    if lines and lines[-1] == "":
-        lines.pop()
+    if not Path(path).exists():
+        raise DataError(f"training.guided_alignment '{path}' does not exist")
+    lines = read_lines(path, allow_empty=True)
     if len(lines) != n_pairs:
         raise DataError(f"training.guided_alignment '{path}' has {len(lines)} lines but the "
                         f"training files have {n_pairs} pairs; it needs one line per pair")
@@ -68,17 +56,6 @@ def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
                 raise DataError(f"{path}:{number}: '{item}' is not a Pharaoh link 'i-j'")
             links.append((int(match[1]), int(match[2])))
         out.append(links)
-    return out
-
-
-def word_of_pieces(sp: object, lines: Sequence[str]) -> list[tuple[list[int], list[int]]]:
-    """(piece ids, whitespace word of each piece) for each line, by character offsets."""
-    from seqattn.align import segment
-
-    out = []
-    for line in lines:
-        seg = segment(sp, line)
-        out.append((seg.ids, seg.word_of_piece))
     return out
 
 

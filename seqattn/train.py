@@ -42,6 +42,7 @@ from seqattn.data import (
     train_spm,
 )
 from seqattn.errors import CheckpointError, ConfigError, DataError, SeqattnError, Terminated
+from seqattn.guided import alignment_loss
 
 log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = {"bleu": True, "chrf": True, "loss": False, "ppl": False}
@@ -609,12 +610,10 @@ class _Run:
                 loss, nll = loss_sums(logits, batch.tgt_out, self.t.label_smoothing)
                 translation_loss = loss.item()  # what the log reports as the loss
                 if self.guided is not None and batch.gold is not None and weights is not None:
-                    from seqattn.guided import alignment_loss
-
                     layer, head = self.guided
                     gold = batch.gold                                       # (B, T, S)
                     if self.t.guided_shift:  # piece k is read at row k + 1 (shift-att)
-                        gold = torch.cat([gold[:, :1] * 0, gold[:, :-1]], dim=1)
+                        gold = torch.cat([torch.zeros_like(gold[:, :1]), gold[:, :-1]], dim=1)
                     align = alignment_loss(weights[:, layer, head], gold)
                     self.align_sum += align.item()
                     self.align_rows += gold.sum().item()

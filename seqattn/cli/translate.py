@@ -177,9 +177,9 @@ def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
     if tr.truncated:
         obj["truncated"] = True
     nbest = []
+    ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
     for h in tr.hyps:
         words, eos = translator.word_attention(tr, h, layer, heads, shift)
-        ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
         links = extract_links(words, ex.method, ex.threshold)
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
