@@ -42,7 +42,7 @@ from seqattn.data import (
     train_spm,
 )
 from seqattn.errors import CheckpointError, ConfigError, DataError, SeqattnError, Terminated
-from seqattn.guided import alignment_loss
+from seqattn.guided import alignment_loss, read_pharaoh
 
 log = logging.getLogger(__name__)
 HIGHER_IS_BETTER = {"bleu": True, "chrf": True, "loss": False, "ppl": False}
@@ -234,15 +234,13 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
              for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")}
     train_pairs = read_parallel(paths["train_src"], paths["train_tgt"])
     valid_pairs = read_parallel(paths["valid_src"], paths["valid_tgt"])
+    word_links = None  # read before any work, so a bad file stops the run at once
+    if cfg.training.guided_alignment:
+        word_links = read_pharaoh(cfg.training.guided_alignment, len(train_pairs))
     prepare_vocab(cfg, out, paths["train_src"], paths["train_tgt"])
     src_path, tgt_path = ckpt.spm_paths(out)
     src_vocab = Vocab(src_path)
     tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
-    word_links = None
-    if cfg.training.guided_alignment:
-        from seqattn.guided import read_pharaoh
-
-        word_links = read_pharaoh(cfg.training.guided_alignment, len(train_pairs))
     train = encode_corpus(train_pairs, src_vocab, tgt_vocab, d.max_len, word_links)
     valid = encode_corpus(valid_pairs, src_vocab, tgt_vocab, None)
     log.info("training pairs: %d kept, %d empty skipped, %d longer than %d pieces skipped",
