@@ -38,6 +38,7 @@ def _umask_mode() -> int:
     return 0o666 & ~mask
 CONFIG, WEIGHTS, META = "config.yaml", "model.safetensors", "seqattn.json"
 LAST_WEIGHTS, TRAIN_STATE, TRAIN_LOG = "last.safetensors", "train_state.pt", "train.jsonl"
+CHECKPOINTS = "checkpoints"  # step-NNNNNNN.safetensors: weights at each validation (kept N)
 JOINT_SPM, SRC_SPM, TGT_SPM = "spm.model", "src.spm.model", "tgt.spm.model"
 
 
@@ -95,6 +96,48 @@ def save_weights(model: Any, path: Path) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def step_checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """The kept per-validation weights of a run, oldest first, as (step, path)."""
+    found = []
+    for path in (run_dir / CHECKPOINTS).glob("step-*.safetensors"):
+        digits = path.name[len("step-"):-len(".safetensors")]
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
+
+
+def keep_step_checkpoint(model: Any, run_dir: Path, step: int, keep: int) -> None:
+    """Save the weights at ``step`` under checkpoints/ and delete all but the newest ``keep``."""
+    save_weights(model, run_dir / CHECKPOINTS / f"step-{step:07d}.safetensors")
+    for _, old in step_checkpoints(run_dir)[:-keep]:
+        old.unlink(missing_ok=True)
+
+
+def average_weights(paths: list[Path]) -> dict[str, Any]:
+    """The element-wise mean of several safetensors files' floating tensors, in float32."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    total: dict[str, Any] = {}
+    for path in paths:
+        try:
+            tensors = load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise CheckpointError(f"weights file '{path}' is corrupt or truncated ({e})") from None
+        if total and tensors.keys() != total.keys():
+            raise CheckpointError(f"'{path}' holds other tensors than '{paths[0]}'; "
+                                  "checkpoints of different models cannot be averaged")
+        for name, t in tensors.items():
+            if not t.is_floating_point():
+                total[name] = t  # integer buffers: the newest file's
+            elif name in total:
+                total[name] += t.to(torch.float32)
+            else:
+                total[name] = t.to(torch.float32)
+    return {k: v / len(paths) if v.is_floating_point() else v for k, v in total.items()}
 
 
 def load_weights(model: Any, path: Path, device: str = "cpu") -> None:
@@ -194,13 +237,15 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
 EXPORT_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 
-def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16") -> Path:
+def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
+                 average: int = 0) -> Path:
     """Copy what translation needs from a training directory into a new model directory.
 
     Keeps config.yaml, the sentencepiece model(s), seqattn.json and the best weights, stored in
     ``dtype`` (fp16 halves the size; loading casts back to the model's float32); leaves out the
-    training state, the last weights and the log. The directory appears complete or not at all
-    (built beside ``out``, then renamed).
+    training state, the last weights and the log. With ``average`` = N the weights are instead
+    the mean of the newest N checkpoints the run kept (``training.keep_checkpoints``). The
+    directory appears complete or not at all (built beside ``out``, then renamed).
     """
     import shutil
 
@@ -210,7 +255,23 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16") -> P
     run_dir, out = Path(run_dir), Path(out)
     if dtype not in EXPORT_DTYPES:
         raise ConfigError(f"--dtype must be one of: {', '.join(EXPORT_DTYPES)}; got '{dtype}'")
-    load_model_dir(run_dir)  # refuse anything that would not load
+    loaded = load_model_dir(run_dir)  # refuse anything that would not load
+    averaged: list[int] = []
+    if average:
+        kept = step_checkpoints(run_dir)
+        if len(kept) < average:
+            raise CheckpointError(
+                f"--average {average}: '{run_dir}' kept {len(kept)} checkpoint(s) in "
+                f"{CHECKPOINTS}/; train with training.keep_checkpoints >= {average}")
+        averaged = [step for step, _ in kept[-average:]]
+        mean = average_weights([path for _, path in kept[-average:]])
+        probe = {k: v.clone() for k, v in loaded.model.state_dict().items()}
+        try:  # the same shapes as the model the config builds, or a clear error
+            loaded.model.load_state_dict({**probe, **mean}, strict=True)
+        except RuntimeError as e:
+            raise CheckpointError(f"the checkpoints in '{run_dir / CHECKPOINTS}' do not fit its "
+                                  f"config.yaml ({str(e).strip().splitlines()[-1].strip()})") \
+                from None
     if out.exists():
         raise CheckpointError(f"'{out}' already exists; choose a new directory")
     try:
@@ -220,8 +281,9 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16") -> P
         raise CheckpointError(f"cannot create '{out}': {e.strerror or e}") from None
     try:
         target = getattr(torch, EXPORT_DTYPES[dtype])
-        tensors = {k: v.to(target) if v.is_floating_point() else v
-                   for k, v in load_file(str(run_dir / WEIGHTS)).items()}
+        source = mean if average else load_file(str(run_dir / WEIGHTS))
+        tensors = {k: v.to(target).contiguous() if v.is_floating_point() else v
+                   for k, v in source.items()}
         save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
         src, tgt = spm_paths(run_dir)
         for path in {src, tgt}:
@@ -229,6 +291,9 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16") -> P
         shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
         meta = read_meta(run_dir)
         meta.pop("format", None)
+        if average:  # the best checkpoint's scores do not describe the mean
+            meta.pop("scores", None)
+            meta.update(step=averaged[-1], averaged_steps=averaged)
         write_meta(tmp, {**meta, "stored_dtype": EXPORT_DTYPES[dtype]})
         mask = os.umask(0)
         os.umask(mask)

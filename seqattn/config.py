@@ -115,6 +115,8 @@ class TrainConfig:
     valid_every: int = _num(1000, lo=1)
     best_metric: Literal["bleu", "chrf", "loss", "ppl"] = "bleu"
     patience: int | None = _num(None, lo=1, doc="stop after this many validations without gain")
+    keep_checkpoints: int = _num(0, lo=0, doc="keep the weights of the last N validations in "
+                                 "checkpoints/, for seqattn export --average")
     # guided alignment (seqattn.guided): Pharaoh links between the whitespace words of
     # data.train_src and data.train_tgt, one line per training pair
     guided_alignment: str | None = None

@@ -678,6 +678,8 @@ class _Run:
             ckpt.save_weights(self.model, self.out / ckpt.WEIGHTS)
         else:
             p.bad_validations += 1
+        if self.t.keep_checkpoints:
+            ckpt.keep_step_checkpoint(self.model, self.out, p.step, self.t.keep_checkpoints)
         self.schedule.observe(value, higher)
         record = {"kind": "valid", "step": p.step, **scores, "best": p.best,
                   "improved": improved}

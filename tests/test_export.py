@@ -7,6 +7,7 @@ import torch
 
 from seqattn.checkpoint import export_model, load_model_dir
 from seqattn.cli import run
+from seqattn.config import config_from_dict
 from seqattn.errors import CheckpointError, ConfigError
 
 
@@ -50,3 +51,48 @@ def test_export_refuses_bad_requests(tiny_transformer, tmp_path, capsys):
     assert run(["export", str(tiny_transformer), str(tmp_path / "ok"), "--dtype", "bf16"]) == 0
     assert load_model_dir(tmp_path / "ok").meta["stored_dtype"] == "bfloat16"
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
+
+
+def test_kept_checkpoints_average_into_an_export(tmp_path, capsys):
+    """keep_checkpoints keeps the newest N validations' weights; --average ships their mean."""
+    from safetensors.torch import load_file
+
+    from seqattn.train import train
+    from tests.test_train import _corpus
+
+    cfg = config_from_dict({}, _corpus(tmp_path) + [
+        "training.max_steps=8", "training.valid_every=2", "training.keep_checkpoints=3"])
+    train(cfg, tmp_path / "run")
+    kept = sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir())
+    assert kept == ["step-0000004.safetensors", "step-0000006.safetensors",
+                    "step-0000008.safetensors"]
+    # the newest kept checkpoint is the run's last weights
+    last = load_file(str(tmp_path / "run" / "last.safetensors"))
+    newest = load_file(str(tmp_path / "run" / "checkpoints" / kept[-1]))
+    assert all(torch.equal(last[k], newest[k]) for k in last)
+
+    assert run(["export", str(tmp_path / "run"), str(tmp_path / "avg"), "--average", "2",
+                "--dtype", "fp32"]) == 0, capsys.readouterr().err
+    a, b = (load_file(str(tmp_path / "run" / "checkpoints" / n)) for n in kept[-2:])
+    mean = load_file(str(tmp_path / "avg" / "model.safetensors"))
+    assert mean.keys() == a.keys()
+    moved = 0
+    for name in a:
+        torch.testing.assert_close(mean[name], (a[name] + b[name]) / 2, rtol=0, atol=1e-7)
+        moved += int(not torch.equal(a[name], b[name]))
+    assert moved > 0  # the two checkpoints differ, so the mean is neither of them
+    meta = load_model_dir(tmp_path / "avg").meta
+    assert meta["averaged_steps"] == [6, 8] and meta["step"] == 8 and "scores" not in meta
+    assert seqattn_translates(tmp_path / "avg")
+
+    capsys.readouterr()
+    assert run(["export", str(tmp_path / "run"), str(tmp_path / "x"), "--average", "4"]) == 2
+    err = capsys.readouterr().err
+    assert "kept 3 checkpoint(s)" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def seqattn_translates(model_dir) -> bool:
+    import seqattn
+
+    return len(seqattn.load(model_dir).translate(["A dog runs."], beam=1)) == 1

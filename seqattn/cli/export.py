@@ -14,6 +14,8 @@ EXAMPLES = """
   seqattn export runs/en-de models/en-de              [dim]# fp16 weights, no training state[/dim]
 
   seqattn export runs/en-de ~/share/en-de --dtype fp32
+
+  seqattn export runs/en-de models/en-de --average 5  [dim]# mean of the last 5 validations' weights[/dim]
 """
 
 
@@ -23,12 +25,16 @@ def export(
     out: Annotated[str, typer.Argument(help="The new model directory (must not exist).")],
     dtype: Annotated[str, typer.Option(help="Stored weight type: fp16, bf16 or fp32; loading "
                                             "always computes in fp32.")] = "fp16",
+    average: Annotated[int, typer.Option(min=0, help="Ship the mean of the newest N kept "
+                                         "checkpoints (train with training.keep_checkpoints) "
+                                         "instead of the best weights.")] = 0,
 ) -> None:
     """Copy the best weights, config and sentencepiece model(s) into a new directory, leaving
     out the training state and log; fp16 storage halves the size."""
     from seqattn.checkpoint import WEIGHTS, export_model
 
-    done = export_model(run_dir, out, dtype)
+    done = export_model(run_dir, out, dtype, average)
     size = sum(p.stat().st_size for p in done.iterdir()) / 2**20
     err_console().print(f"exported {run_dir} → {done} ({size:.1f} MiB; weights {dtype}, "
-                        f"{(done / WEIGHTS).stat().st_size / 2**20:.1f} MiB)")
+                        f"{(done / WEIGHTS).stat().st_size / 2**20:.1f} MiB"
+                        + (f"; mean of {average} checkpoints" if average else "") + ")")
