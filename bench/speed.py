@@ -12,7 +12,8 @@ Training: 120 updates of 4096-token batches, target tokens/s over updates 20→1
 Transformer (3+3 layers, d 256, 4 heads, ff 1024, tied embeddings) and the Bahdanau GRU
 (hidden 256: our encoder is 2×256 where the peers' is 2×128, so we do more work).
 Decoding: test2016 (1,000 sentences), 64 sentences a batch, greedy and beam 5, every output
-exactly 20 pieces (--min-len 20 --max-len 20), with the 120-update checkpoints.
+exactly 20 pieces (--min-len 20 --max-len 20), with the 120-update checkpoints, in fp32 and
+with --precision bf16 (the peers decode in float32; CTranslate2 also in int8).
 Also: the latency of one `seqattn translate "…"` process and the share of it spent starting
 Python and importing torch.
 """
@@ -87,23 +88,24 @@ def train(work: Path, model: str, steps: int, warmup: int) -> dict:
             "foreign_cpu": m.get("foreign_cpu_pct"), "run": str(run)}
 
 
-def decode(work: Path, model: str, beam: int) -> dict:
+def decode(work: Path, model: str, beam: int, precision: str = "fp32") -> dict:
     """Timed: plain text output, as the peers write. Then, untimed, the same decoding as JSON
     lines (which also carries the pieces) checks that every output has exactly 20 pieces and
     that the text is the same."""
     text = work / f"test.{model}.b{beam}.txt"
     base = seqattn() + ["-q", "translate", "-m", str(work / f"train_{model}"), "-i",
                         str(M30K / "test_2016_flickr.en"), "--beam", str(beam), "--batch-size",
-                        "64", "--min-len", "20", "--max-len", "20"]
-    m = measure(work / f"dec_{model}_{beam}.json", work / f"dec_{model}_{beam}.log", base,
-                stdout=text)
+                        "64", "--min-len", "20", "--max-len", "20", "--precision", precision]
+    tag = f"{model}_{beam}" + ("" if precision == "fp32" else f"_{precision}")
+    m = measure(work / f"dec_{tag}.json", work / f"dec_{tag}.log", base, stdout=text)
     lines = text.read_text(encoding="utf-8").splitlines()
     jsonl = subprocess.run(base + ["--format", "jsonl"], check=True, capture_output=True,
                            text=True).stdout.splitlines()
     rows = [json.loads(line) for line in jsonl]
     exact = sum(len(r["target_pieces"]) == 20 for r in rows)
     same = [r["translation"] for r in rows] == lines
-    return {"model": model, "beam": beam, "sents_per_s": len(lines) / m["wall_s"],
+    return {"model": model, "beam": beam, "precision": precision,
+            "sents_per_s": len(lines) / m["wall_s"],
             "peak_rss_mib": round(m["tree_peak_rss_kb"] / 1024), "exact_20": f"{exact}/{len(rows)}",
             "jsonl_same_text": same, "wall_s": m["wall_s"],
             "foreign_cpu": m.get("foreign_cpu_pct")}
@@ -144,6 +146,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=120)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
+    parser.add_argument("--precision", default="fp32,bf16",
+                        help="decoding precisions to measure, comma-separated")
     parser.add_argument("--decode-only", action="store_true",
                         help="reuse the trained checkpoints in --work; keep the training rows "
                              "of --out")
@@ -159,9 +163,10 @@ def main() -> int:
         if not args.decode_only:
             results["train"].append(train(args.work, model, args.steps, args.warmup))
             print(json.dumps(results["train"][-1]), flush=True)
-        for beam in (1, 5):
-            results["decode"].append(decode(args.work, model, beam))
-            print(json.dumps(results["decode"][-1]), flush=True)
+        for precision in args.precision.split(","):
+            for beam in (1, 5):
+                results["decode"].append(decode(args.work, model, beam, precision))
+                print(json.dumps(results["decode"][-1]), flush=True)
     results["latency"] = latency(args.work)
     print(json.dumps(results["latency"]), flush=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")

@@ -397,8 +397,9 @@ def _forward(translator: Translator, batch: list[PairAlignment]) -> None:
         tgt_in[b, : len(rec.tgt.ids) + 1] = torch.tensor(       # type: ignore[union-attr]
             [BOS, *rec.tgt.ids], dtype=torch.long)               # type: ignore[union-attr]
     dev = translator.device
-    _, weights = translator.model(src.to(dev), src_pad.to(dev), tgt_in.to(dev),
-                                  need_weights=True)             # (B, L, H, T, S)
+    with translator.autocast():
+        _, weights = translator.model(src.to(dev), src_pad.to(dev), tgt_in.to(dev),
+                                      need_weights=True)         # (B, L, H, T, S)
     weights = weights.float().cpu()
     for b, rec in enumerate(batch):
         n_t, n_s = len(rec.tgt.ids), len(rec.src.ids)            # type: ignore[union-attr]

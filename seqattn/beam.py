@@ -77,39 +77,49 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
     for t in range(int(max_len.max()) + 1):
         A = sent.numel()
         logits, state, w = model.step(prev, state, memory)     # (A*K, V), _, (A*K, L, H, S)
-        log_probs = _constrain(logits.float().log_softmax(dim=-1), t, min_len, max_len[sent], K)
-        V = log_probs.size(-1)
-        cand = (scores.view(-1, 1) + log_probs).view(A, K * V)                # (A, K*V)
-        top_scores, top_idx = cand.topk(2 * K, dim=1)                          # (A, 2K)
-        top_beam, top_tok = top_idx // V, top_idx % V
+        log_probs = logits.float().log_softmax(dim=-1)                          # (A*K, V)
+        eos_lp = log_probs[:, EOS_ID].clone()                                   # (A*K,)
+        _constrain(log_probs, t, min_len, max_len[sent], K)
+        # only the 2K best tokens of a beam can be among its sentence's 2K best extensions:
+        # score those, not all K*V
+        row_lp, row_tok = log_probs.topk(min(2 * K, log_probs.size(-1)), dim=1)  # (A*K, C)
+        C = row_tok.size(1)
+        row_lp = row_lp.view(A, K * C)                                          # (A, K*C)
+        cand = scores.repeat_interleave(C, dim=1) + row_lp                      # (A, K*C)
+        top_scores, top_idx = cand.topk(2 * K, dim=1)                           # (A, 2K)
+        top_beam = top_idx // C
+        top_tok = row_tok.view(A, K * C).gather(1, top_idx)                     # (A, 2K)
+        top_lp = row_lp.gather(1, top_idx)                                      # (A, 2K)
         is_eos = (top_tok == EOS_ID) & torch.isfinite(top_scores)
         take = is_eos[:, :K].nonzero()                                         # (F, 2)
         if take.numel():
             rows = take[:, 0] * K + top_beam[take[:, 0], take[:, 1]]          # (F,)
             _finish(finished, sent[take[:, 0]].tolist(), rows,
-                    top_scores[take[:, 0], take[:, 1]], log_probs[rows, EOS_ID],
+                    top_scores[take[:, 0], take[:, 1]], eos_lp[rows],
                     w[rows] if keep_weights else None, history, alpha)
         count = torch.tensor([len(finished[b]) for b in sent.tolist()], device=dev)
         done = (count >= K) | (t >= max_len[sent])                              # (A,)
         if bool(done.all()):
             break
         cont, order = top_scores.masked_fill(is_eos, float("-inf")).topk(K, dim=1)  # (A, K)
-        tok = top_tok.gather(1, order)                                           # (A, K)
+        tok, tok_lp = top_tok.gather(1, order), top_lp.gather(1, order)          # (A, K)
         origin = top_beam.gather(1, order) + torch.arange(A, device=dev).unsqueeze(1) * K
         if bool(done.any()):                            # drop finished sentences' rows
             keep = ~done
-            cont, tok, origin, sent = cont[keep], tok[keep], origin[keep], sent[keep]
+            cont, tok, tok_lp, origin, sent = (cont[keep], tok[keep], tok_lp[keep],
+                                               origin[keep], sent[keep])
             memory = memory.select(keep.repeat_interleave(K).nonzero().squeeze(1))
         origin, prev = origin.reshape(-1), tok.reshape(-1)                     # (A'*K,)
-        history.append(_Step(origin, prev, log_probs[origin, prev],
+        history.append(_Step(origin, prev, tok_lp.reshape(-1),
                              w[origin] if keep_weights else None))
         state = state.select(origin)
         scores = cont
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
 
 
-def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int) -> Tensor:
-    """No eos before ``min_len`` tokens; only eos once a sentence reaches its ``max_len``."""
+def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int) -> None:
+    """In place: no eos before ``min_len`` tokens; only eos once a sentence reaches its
+    ``max_len`` (with its model log-probability)."""
     eos = log_probs[:, EOS_ID].clone()                                          # (A*K,)
     if t < min_len:
         log_probs[:, EOS_ID] = float("-inf")
@@ -117,7 +127,6 @@ def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int)
     if bool(at_end.any()):
         log_probs[at_end] = float("-inf")
         log_probs[:, EOS_ID] = torch.where(at_end, eos, log_probs[:, EOS_ID])
-    return log_probs
 
 
 def _finish(finished: list[list[Hypothesis]], sentences: list[int], rows: Tensor,

@@ -29,6 +29,7 @@ from seqattn.errors import CheckpointError, UsageError
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "en-de"
 RNN_MAX_SOURCE = 1024  # pieces; an RNN has no hard limit, this bounds time and memory
+PRECISIONS = ("fp32", "bf16", "fp16")  # weights stay fp32; bf16/fp16 run matmuls in autocast
 
 
 def models_dir() -> Path:
@@ -91,11 +92,17 @@ class Translation:
 class Translator:
     """A loaded model plus everything needed to go from text to text and back to attention."""
 
-    def __init__(self, loaded: LoadedModel, device: str = "cpu"):
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", precision: str = "fp32"):
         self.loaded = loaded
         self.model, self.cfg = loaded.model, loaded.cfg
         self.src_vocab, self.tgt_vocab = loaded.src_vocab, loaded.tgt_vocab
         self.device = torch.device(device)
+        if precision not in PRECISIONS:
+            raise UsageError(f"precision must be one of: {', '.join(PRECISIONS)}; "
+                             f"got '{precision}'")
+        if precision == "fp16" and self.device.type != "cuda":
+            raise UsageError("fp16 decoding needs a CUDA device; on CPU use bf16")
+        self.precision = precision
         limit = self.cfg.model.max_positions - 1 if self.cfg.model.arch == "transformer" \
             else RNN_MAX_SOURCE
         self.max_source_pieces = limit
@@ -177,18 +184,27 @@ class Translator:
             max_len = (opts["a"] * src_len.float() + opts["b"]).long().clamp(min=1)
         if self.cfg.model.arch == "transformer":
             max_len = max_len.clamp(max=self.cfg.model.max_positions - 1)
-        results = beam_search(self.model, src.to(self.device), src_pad.to(self.device),
-                              opts["beam"], max_len.to(self.device), n_best=opts["n_best"],
-                              min_len=opts["min_len"], alpha=opts["alpha"],
-                              keep_weights=opts["attention"])
+        with self.autocast():
+            results = beam_search(self.model, src.to(self.device), src_pad.to(self.device),
+                                  opts["beam"], max_len.to(self.device), n_best=opts["n_best"],
+                                  min_len=opts["min_len"], alpha=opts["alpha"],
+                                  keep_weights=opts["attention"])
         for tr, hyps, n in zip(batch, results, src_len.tolist()):
             tr.hyps = [self._hyp(h, n) for h in hyps]
+
+    def autocast(self) -> Any:
+        """The mixed-precision context of ``precision`` (bf16: matrix products in bfloat16,
+        several times faster on CPUs with AVX-512 BF16; softmaxes and scores stay float32)."""
+        if self.precision == "fp32":
+            return torch.autocast(self.device.type, enabled=False)
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _hyp(self, h: Any, src_len: int) -> Hyp:
         ids = h.tokens[:-1] if h.tokens and h.tokens[-1] == EOS else h.tokens
         pieces = self.tgt_vocab.id_to_piece(ids)
         words, word_of_piece = al.group_pieces(pieces)
-        weights = None if h.weights is None else h.weights[..., :src_len].cpu()
+        weights = None if h.weights is None else h.weights[..., :src_len].float().cpu()
         return Hyp(self.tgt_vocab.decode(ids), pieces, words, word_of_piece, h.score,
                    h.log_prob, weights)
 
@@ -227,7 +243,11 @@ class Translator:
                                len(tr.src.words))
 
 
-def load(model: str | Path | None = None, device: str = "cpu") -> Translator:
-    """Load a model directory or a shipped model by short name (None: the default model)."""
+def load(model: str | Path | None = None, device: str = "cpu",
+         precision: str = "fp32") -> Translator:
+    """Load a model directory or a shipped model by short name (None: the default model).
+
+    ``precision`` bf16 (or fp16 on CUDA) decodes with autocast: faster, with scores that
+    differ from fp32 in the third decimal and now and then a different translation."""
     path = resolve_model(model)
-    return Translator(load_model_dir(path, device=device), device=device)
+    return Translator(load_model_dir(path, device=device), device=device, precision=precision)

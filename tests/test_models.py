@@ -166,6 +166,30 @@ def test_select_reorders_memory_and_state(name: str) -> None:
     torch.testing.assert_close(wide, expected[beams], atol=ATOL, rtol=0)
 
 
+@pytest.mark.parametrize("name", VARIANTS)
+def test_a_state_can_be_stepped_twice(name: str) -> None:
+    """Two different continuations of one state (the Transformer writes its cache in place)
+    each equal the teacher-forced logits of their own prefix, past the cache's growth chunk."""
+    model, (src, src_pad, tgt) = make(name), batch()
+    memory = model.encode(src, src_pad)
+    long = torch.cat([tgt, tgt, tgt], dim=1)[:, :12]                 # (B, 12): beyond one chunk
+    state = model.init_state(memory)
+    for t in range(10):
+        _, state, _ = model.step(long[:, t], state, memory)
+    other = (long[:, 10] + 1) % TGT_V
+    _, first, _ = model.step(long[:, 10], state, memory)
+    _, second, _ = model.step(other, state, memory)                  # branches off the same state
+    got_first, _, _ = model.step(long[:, 11], first, memory)
+    got_second, _, _ = model.step(long[:, 11], second, memory)
+    full, _ = model(src, src_pad, long)
+    branched = long.clone()
+    branched[:, 10] = other
+    full_other, _ = model(src, src_pad, branched)
+    torch.testing.assert_close(got_first, full[:, 11], atol=ATOL, rtol=0)
+    torch.testing.assert_close(got_second, full_other[:, 11], atol=ATOL, rtol=0)
+    assert not torch.allclose(got_first, got_second)                 # the branches differ
+
+
 def sharpened(name: str) -> torch.nn.Module:
     """A model whose attention is far from uniform, so that queries that differ give weights
     that differ (at initialisation all weights are close to 1/S)."""

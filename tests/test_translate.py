@@ -104,6 +104,8 @@ def test_head_closes_pipe_quietly(tiny_transformer):
     (["-i", "/nonexistent.txt"], "does not exist"),
     (["--layer", "7"], "--layer 7 is out of range"),
     (["--heads", "9"], "--heads must be mean, max or a head number"),
+    (["--precision", "fp16"], "fp16 decoding needs a CUDA device; on CPU use bf16"),
+    (["--precision", "int8"], "precision must be one of: fp32, bf16, fp16; got 'int8'"),
 ])
 def test_bad_usage(tiny_transformer, args, message, capsys):
     full = ["translate", *args] if "-m" in args else ["translate", "-m", str(tiny_transformer),
@@ -113,6 +115,28 @@ def test_bad_usage(tiny_transformer, args, message, capsys):
     assert code == 2 and captured.out == ""
     lines = captured.err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
+
+
+def test_bf16_decodes_in_bfloat16_and_stays_close_to_fp32(tiny_model):
+    """--precision bf16 really runs in bfloat16 (scores change) and stays close to fp32."""
+    import torch
+
+    lines = ["A man rides a bike.", "Two dogs play in the snow.", "A girl in a red coat."]
+    ref = seqattn.load(tiny_model)
+    half = seqattn.load(tiny_model, precision="bf16")
+    a = ref.translate(lines, beam=3, max_len=6, min_len=6)   # fixed length: comparable scores
+    b = half.translate(lines, beam=3, max_len=6, min_len=6)
+    sa, sb = [x.score for x in a], [x.score for x in b]
+    assert sa != sb                                          # bf16 was used
+    assert sb == pytest.approx(sa, abs=0.05)                 # and it is a rounding, no more
+    w = b[0].hyps[0].weights
+    assert w.dtype == torch.float32                          # handed out as float32
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]), atol=2e-2, rtol=0)
+    # forced alignment under bf16 too
+    fa = list(seqattn.align.align(ref, [(lines[0], a[0].text)]))[0]
+    fb = list(seqattn.align.align(half, [(lines[0], a[0].text)]))[0]
+    assert fb.weights is None or fb.weights.dtype == torch.float32
+    assert len(fa.links) > 0 and len(fb.links) > 0
 
 
 def test_broken_model_directories(tiny_transformer, tmp_path, capsys):

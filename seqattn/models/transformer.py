@@ -12,7 +12,7 @@ beams at every step does not copy them).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
@@ -41,26 +41,50 @@ class TransformerMemory:
                                  tuple(v.index_select(0, index) for v in self.cross_v))
 
 
+CACHE_CHUNK = 8  # cache room grows this many positions at a time
+
+
 @dataclass(frozen=True)
 class TransformerState:
     """Self-attention key/value cache: the projected prefix y_0..y_{t-1} of every layer.
 
+    Each layer's keys and values live in a buffer with room for a few more positions, so a step
+    writes one position in place instead of concatenating (copying) the whole prefix, and
+    ``select`` copies one contiguous block. Positions from ``length`` on are free room. Several
+    states can share a buffer (a step returns a state on its input's buffer); ``frontier`` (a
+    one-element list shared with them) is how far the buffer has been written, so a step from
+    a state that another step already extended copies the buffer first instead of overwriting.
+
     Shapes:
-        self_k, self_v: one (B, nh, t, hd) tensor per decoder layer; t = steps taken so far
+        self_k, self_v: one (B, nh, C, hd) buffer per decoder layer, C >= length
     """
 
     self_k: tuple[Tensor, ...]
     self_v: tuple[Tensor, ...]
+    length: int = 0              # positions decoded so far (the next position's index)
+    frontier: list[int] = field(default_factory=lambda: [0], compare=False)
 
     def select(self, index: Tensor) -> TransformerState:
         """Pick batch rows (beam reordering, expansion to beams)."""
         return TransformerState(tuple(k.index_select(0, index) for k in self.self_k),
-                                tuple(v.index_select(0, index) for v in self.self_v))
+                                tuple(v.index_select(0, index) for v in self.self_v),
+                                self.length, [self.length])
 
-    @property
-    def length(self) -> int:
-        """Number of target positions already decoded (the next position's index)."""
-        return self.self_k[0].size(2)
+    def room_for(self, n: int) -> TransformerState:
+        """This state with buffers that ``n`` more positions can be written into."""
+        need, size = self.length + n, self.self_k[0].size(2)
+        if self.frontier[0] == self.length and need <= size:
+            return self
+        grow = max(need, size + CACHE_CHUNK) if need > size else size
+
+        def fresh(old: Tensor) -> Tensor:
+            buf = old.new_empty(old.size(0), old.size(1), grow, old.size(3))
+            buf[:, :, :self.length] = old[:, :, :self.length]
+            return buf
+
+        return TransformerState(tuple(fresh(k) for k in self.self_k),
+                                tuple(fresh(v) for v in self.self_v), self.length,
+                                [self.length])
 
 
 class Residual(nn.Module):
@@ -126,25 +150,28 @@ class DecoderLayer(nn.Module):
         self.res_cross = Residual(d_model, pre_norm, dropout)
         self.res_ff = Residual(d_model, pre_norm, dropout)
 
-    def forward(self, x: Tensor, past_k: Tensor | None, past_v: Tensor | None, cross_k: Tensor,
-                cross_v: Tensor, src_pad: Tensor, need_weights: bool,
-                self_weights: list[Tensor] | None = None
-                ) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
-        """Decode T new positions after P cached ones (P = 0 without a cache).
+    def forward(self, x: Tensor, cache_k: Tensor | None, cache_v: Tensor | None, past: int,
+                cross_k: Tensor, cross_v: Tensor, src_pad: Tensor, need_weights: bool,
+                self_weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor | None]:
+        """Decode T new positions after ``past`` cached ones (without a cache: x alone).
+
+        The new positions' keys and values are written into the cache buffers in place.
 
         Shapes:
-            x: (B, T, D); past_k, past_v: (B, nh, P, hd) or None
+            x: (B, T, D); cache_k, cache_v: (B, nh, C, hd) buffers, C >= past + T, or None
             cross_k, cross_v: (B, nh, S, hd); src_pad: (B, S) bool, True = padding
-            returns: x (B, T, D), self_k and self_v (B, nh, P + T, hd),
-                cross-attention weights (B, nh, T, S) or None
-            self_weights: when a list is given, the self-attention weights (B, nh, T, P + T)
+            returns: x (B, T, D), cross-attention weights (B, nh, T, S) or None
+            self_weights: when a list is given, the self-attention weights (B, nh, T, past + T)
                 are appended to it
         """
+        T = x.size(1)
         h = self.res_self.normed(x)
         k, v = self.self_attn.project_kv(h, h)                      # (B, nh, T, hd)
-        if past_k is not None and past_v is not None:
-            k, v = torch.cat([past_k, k], dim=2), torch.cat([past_v, v], dim=2)  # (B, nh, P+T, hd)
-        a, w = self.self_attn.attend_projected(h, k, v, causal=True,  # the last T keys line up
+        if cache_k is not None and cache_v is not None:
+            cache_k[:, :, past:past + T] = k
+            cache_v[:, :, past:past + T] = v
+            k, v = cache_k[:, :, :past + T], cache_v[:, :, :past + T]  # (B, nh, past+T, hd)
+        a, w = self.self_attn.attend_projected(h, k, v, causal=T > 1,  # the last T keys line up
                                                need_weights=self_weights is not None)
         if self_weights is not None and w is not None:
             self_weights.append(w)
@@ -154,7 +181,7 @@ class DecoderLayer(nn.Module):
                                                       need_weights=need_weights)
         x = self.res_cross.add(x, a)
         x = self.res_ff.add(x, self.ff(self.res_ff.normed(x)))
-        return x, k, v, weights
+        return x, weights
 
 
 class TransformerSeq2Seq(nn.Module):
@@ -205,28 +232,33 @@ class TransformerSeq2Seq(nn.Module):
         return TransformerMemory(src_pad, tuple(k for k, _ in kv), tuple(v for _, v in kv))
 
     def init_state(self, memory: TransformerMemory) -> TransformerState:
-        """An empty cache: (B, nh, 0, hd) per layer."""
+        """An empty cache: (B, nh, 0, hd) per layer; steps give it room as they go."""
         empty = tuple(k[:, :, :0] for k in memory.cross_k)
         return TransformerState(empty, empty)
 
     def _decode(self, x: Tensor, state: TransformerState | None, memory: TransformerMemory,
-                need_weights: bool) -> tuple[Tensor, TransformerState, Tensor | None]:
-        """All decoder layers on embedded new positions.
+                need_weights: bool) -> tuple[Tensor, TransformerState | None, Tensor | None]:
+        """All decoder layers on embedded new positions (appended to ``state``'s cache).
 
         Shapes: x (B, T, D) -> logits (B, T, V), extended cache, weights (B, L, nh, T, S) or None
         """
-        keys, values, weights = [], [], []
+        T = x.size(1)
+        if state is not None:
+            state = state.room_for(T)
+        past = 0 if state is None else state.length
+        weights = []
         for i, layer in enumerate(self.decoder):
-            past_k = None if state is None else state.self_k[i]
-            past_v = None if state is None else state.self_v[i]
-            x, k, v, w = layer(x, past_k, past_v, memory.cross_k[i], memory.cross_v[i],
-                               memory.src_pad, need_weights)
-            keys.append(k)
-            values.append(v)
+            x, w = layer(x, None if state is None else state.self_k[i],
+                         None if state is None else state.self_v[i], past,
+                         memory.cross_k[i], memory.cross_v[i], memory.src_pad, need_weights)
             weights.append(w)
         logits = self.generator(self.dec_norm(x))                  # (B, T, V)
         stacked = torch.stack(weights, dim=1) if need_weights else None  # (B, L, nh, T, S)
-        return logits, TransformerState(tuple(keys), tuple(values)), stacked
+        if state is None:
+            return logits, None, stacked
+        state.frontier[0] = past + T
+        return logits, TransformerState(state.self_k, state.self_v, past + T,
+                                        state.frontier), stacked
 
     def step(self, prev_tokens: Tensor, state: TransformerState,
              memory: TransformerMemory) -> tuple[Tensor, TransformerState, Tensor]:
@@ -237,8 +269,9 @@ class TransformerSeq2Seq(nn.Module):
             returns: logits (B, V), state with one more position, weights (B, L, nh, S)
         """
         x = self._embed(prev_tokens.unsqueeze(1), self.tgt_embed, offset=state.length)
-        logits, state, weights = self._decode(x, state, memory, need_weights=True)
-        assert weights is not None
+        logits, new, weights = self._decode(x, state, memory, need_weights=True)
+        assert new is not None and weights is not None
+        state = new
         return logits.squeeze(1), state, weights.squeeze(3)        # (B, V), _, (B, L, nh, S)
 
     def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
@@ -275,7 +308,7 @@ class TransformerSeq2Seq(nn.Module):
         decoder: list[Tensor] = []
         for layer in self.decoder:
             k, v = layer.cross_attn.project_kv(x, x)
-            y, _, _, _ = layer(y, None, None, k, v, src_pad, False, self_weights=decoder)
+            y, _ = layer(y, None, None, 0, k, v, src_pad, False, self_weights=decoder)
         return torch.stack(encoder, dim=1), torch.stack(decoder, dim=1)
 
 
