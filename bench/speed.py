@@ -8,7 +8,8 @@ per measurement with the peers' rows beside ours.
     python bench/speed.py --run-peers        # the harness first (about an hour), then seqattn
     python bench/speed.py                    # seqattn only, next to the peers' last results
 
-Training: 120 updates of 4096-token batches, target tokens/s over updates 20→120, for the
+Training: 120 updates of 4096-token batches, target tokens/s over updates 20→120, in fp32 and
+with training.precision bf16 (autocast), for the
 Transformer (3+3 layers, d 256, 4 heads, ff 1024, tied embeddings) and the Bahdanau GRU
 (hidden 256: our encoder is 2×256 where the peers' is 2×128, so we do more work).
 Decoding: test2016 (1,000 sentences), 64 sentences a batch, greedy and beam 5, every output
@@ -59,8 +60,9 @@ def measure(out_json: Path, log: Path, cmd: list[str], stdin: Path | None = None
     return json.loads(out_json.read_text())
 
 
-def train(work: Path, model: str, steps: int, warmup: int) -> dict:
-    run = work / f"train_{model}"
+def train(work: Path, model: str, steps: int, warmup: int, precision: str = "fp32") -> dict:
+    """Train ``steps`` updates; the fp32 run's checkpoint is the one the decoding rows use."""
+    run = work / (f"train_{model}" if precision == "fp32" else f"train_{model}_{precision}")
     if run.exists():
         shutil.rmtree(run)
     valid = work / "valid"
@@ -72,17 +74,18 @@ def train(work: Path, model: str, steps: int, warmup: int) -> dict:
             f"data.valid_src={valid / 'dev.en'}", f"data.valid_tgt={valid / 'dev.de'}",
             "data.vocab_size=8000", "training.batch_tokens=4096", f"training.max_steps={steps}",
             "training.log_every=10", f"training.valid_every={steps}", "training.seed=42",
-            "decoding.max_len_b=5", "decoding.max_len_a=1.0"]
+            "decoding.max_len_b=5", "decoding.max_len_a=1.0", f"training.precision={precision}"]
     cmd = seqattn() + ["-q", "train", *MODELS[model], "--out", str(run)]
     for item in sets:
         cmd += ["--set", item]
-    m = measure(work / f"train_{model}.json", work / f"train_{model}.log", cmd)
+    m = measure(work / f"{run.name}.json", work / f"{run.name}.log", cmd)
     records = [json.loads(line) for line in (run / "train.jsonl").read_text().splitlines()]
     window = [r for r in records if r["kind"] == "train" and r["step"] > warmup]
     tokens = sum(r["target_tokens"] for r in window)
     seconds = sum(r["seconds"] for r in window)
     updates = window[-1]["step"] - warmup
-    return {"model": model, "tokens_per_s": tokens / seconds, "s_per_update": seconds / updates,
+    return {"model": model, "precision": precision, "tokens_per_s": tokens / seconds,
+            "s_per_update": seconds / updates,
             "tokens_per_update": tokens / updates,
             "peak_rss_mib": round(m["tree_peak_rss_kb"] / 1024),
             "foreign_cpu": m.get("foreign_cpu_pct"), "run": str(run)}
@@ -147,7 +150,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--precision", default="fp32,bf16",
-                        help="decoding precisions to measure, comma-separated")
+                        help="training and decoding precisions to measure, comma-separated")
     parser.add_argument("--decode-only", action="store_true",
                         help="reuse the trained checkpoints in --work; keep the training rows "
                              "of --out")
@@ -161,8 +164,10 @@ def main() -> int:
         results["train"] = json.loads(args.out.read_text())["train"] if args.out.exists() else []
     for model in MODELS:
         if not args.decode_only:
-            results["train"].append(train(args.work, model, args.steps, args.warmup))
-            print(json.dumps(results["train"][-1]), flush=True)
+            for precision in args.precision.split(","):
+                results["train"].append(train(args.work, model, args.steps, args.warmup,
+                                              precision))
+                print(json.dumps(results["train"][-1]), flush=True)
         for precision in args.precision.split(","):
             for beam in (1, 5):
                 results["decode"].append(decode(args.work, model, beam, precision))

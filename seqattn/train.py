@@ -337,6 +337,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
         _barrier()
         cfg = load_config(out / ckpt.CONFIG) if resume else cfg
     dev = pick_device(device or cfg.training.device, rank)
+    if cfg.training.precision == "fp16" and dev.type != "cuda":
+        raise ConfigError(f"training.precision fp16 needs a CUDA device (training on {dev}); "
+                          "use bf16 or fp32")
     torch.manual_seed(cfg.training.seed)
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
@@ -531,7 +534,8 @@ class _Run:
         self.schedule, self.progress, self.data, self.dev = schedule, progress, data, dev
         self.rank, self.world, self.reporter, self.meta = rank, world, reporter, meta
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.t.precision)
-        self.amp_dtype = amp if dev.type == "cuda" else None
+        # bf16 autocast on CPU too (fast where the CPU has AVX-512 BF16 or AMX); fp16: CUDA only
+        self.amp_dtype = amp if dev.type == "cuda" or amp is torch.bfloat16 else None
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
         self.per_step = self.t.accumulate * world
         self.guided = guided_view(cfg)

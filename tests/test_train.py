@@ -123,6 +123,7 @@ def test_ddp_two_processes_match_one_process(tmp_path):
      "data.train_src '/nonexistent.en' does not exist"),
     (["--set", "training.batch_tokens=-5"], "training.batch_tokens must be >= 1"),
     (["--preset", "transfomer-small"], "did you mean 'transformer-small'"),
+    (["--set", "training.precision=fp16"], "training.precision fp16 needs a CUDA device"),
 ])
 def test_bad_configs_exit_2(tmp_path, extra, message, capsys):
     base = _corpus(tmp_path)
@@ -135,6 +136,25 @@ def test_bad_configs_exit_2(tmp_path, extra, message, capsys):
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
     assert lines[-1].startswith("error: ") and message in lines[-1] and captured.out == ""
+
+
+def test_bf16_trains_on_cpu_close_to_fp32(tmp_path):
+    """training.precision bf16 runs autocast on the CPU: the same run in fp32 and bf16 logs
+    losses within bf16 rounding of each other, but not equal ones."""
+    from seqattn.train import train
+
+    base = _corpus(tmp_path) + ["training.max_steps=6", "training.valid_every=6",
+                                "training.log_every=2", "model.dropout=0.0"]
+    losses = {}
+    for precision in ("fp32", "bf16"):
+        train(config_from_dict({}, base + [f"training.precision={precision}"]),
+              tmp_path / precision)
+        records = [json.loads(x) for x in (tmp_path / precision / "train.jsonl").read_text()
+                   .splitlines()]
+        losses[precision] = [r["loss"] for r in records if r["kind"] == "train"]
+    assert len(losses["fp32"]) == 3
+    assert losses["bf16"] != losses["fp32"]                        # bf16 was used
+    assert losses["bf16"] == pytest.approx(losses["fp32"], rel=0.02)
 
 
 def test_mismatched_files_name_both(tmp_path, capsys):
