@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from seqattn.errors import UsageError
-from seqattn.symmetrize import HEURISTICS, Link, symmetrize
+from seqattn.symmetrize import HEURISTICS, SOFT, Link, soft_symmetrize, symmetrize
 
 if TYPE_CHECKING:
     from seqattn.alignchecks import Checks
@@ -290,8 +290,8 @@ class Extraction:
             raise UsageError(f"--method {self.method} needs --threshold P")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold must be within [0, 1], got {self.threshold}")
-        if self.sym not in HEURISTICS:
-            raise UsageError(f"--sym must be one of: {', '.join(HEURISTICS)}; "
+        if self.sym not in HEURISTICS and self.sym not in SOFT:
+            raise UsageError(f"--sym must be one of: {', '.join([*HEURISTICS, *SOFT])}; "
                              f"got '{self.sym}'")
 
 
@@ -436,9 +436,14 @@ def align(translator: Translator, pairs: Iterable[tuple[str, str]], view: View |
             rec.links = extract_links(rec.words, extraction.method, extraction.threshold)
             if backward is not None and backward[k].words is not None:
                 rec.reverse_words = backward[k].words                   # (n_src, n_tgt)
-                flipped = {(s, t) for t, s in extract_links(
-                    rec.reverse_words, extraction.method, extraction.threshold)}
-                rec.links = symmetrize(rec.links, flipped, extraction.sym)
+                if extraction.sym in SOFT:  # combine the matrices, then extract
+                    rec.links = extract_links(
+                        soft_symmetrize(rec.words, rec.reverse_words, extraction.sym),
+                        extraction.method, extraction.threshold)
+                else:
+                    flipped = {(s, t) for t, s in extract_links(
+                        rec.reverse_words, extraction.method, extraction.threshold)}
+                    rec.links = symmetrize(rec.links, flipped, extraction.sym)
             if check:
                 rec.checks = evidence(rec.words, rec.eos,       # type: ignore[arg-type]
                                       rec.tgt.words)            # type: ignore[union-attr]

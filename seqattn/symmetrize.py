@@ -15,11 +15,18 @@ Och & Ney (2003) as refined by Koehn et al. (2003) and used by Moses and fast_al
 
 Candidates are visited in sorted ``(source, target)`` order and a link counts as soon as it is
 added (as ``atools`` does), so the result is deterministic.
+
+Two soft symmetrizations combine the two directions' word attention *before* links are
+extracted (so the extraction's method and threshold apply to the combined matrix):
+
+* ``mean``: (F + Bᵀ) / 2, with F the forward (target × source) matrix and B the reverse one;
+* ``geomean``: sqrt(F ⊙ Bᵀ): high only where both directions agree.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Set
+from typing import Any
 
 Link = tuple[int, int]
 """``(source_index, target_index)``, 0-based."""
@@ -106,6 +113,27 @@ HEURISTICS: dict[str, Callable[[Set[Link], Set[Link]], set[Link]]] = {
     "grow-diag-final": grow_diag_final,
     "grow-diag-final-and": grow_diag_final_and,
 }
+
+
+SOFT: dict[str, Callable[[Any, Any], Any]] = {
+    "mean": lambda f, b: (f + b) / 2,
+    "geomean": lambda f, b: (f * b).sqrt(),
+}
+"""Soft symmetrizations: (forward (T, S), reverse transposed (T, S)) -> combined (T, S)."""
+
+
+def soft_symmetrize(forward: Any, reverse: Any, heuristic: str) -> Any:
+    """Combine a forward (target × source) and a reverse (source × target) word attention
+    matrix into one (target × source) matrix with ``heuristic`` (``mean`` or ``geomean``)."""
+    if heuristic not in SOFT:
+        from seqattn.errors import UsageError
+
+        raise UsageError(f"unknown soft symmetrization '{heuristic}'; choose one of: "
+                         f"{', '.join(SOFT)}")
+    if forward.shape != reverse.T.shape:
+        raise ValueError(f"forward {tuple(forward.shape)} and reverse "
+                         f"{tuple(reverse.shape)} are not transposes of each other's shape")
+    return SOFT[heuristic](forward, reverse.T)
 
 
 def symmetrize(forward: Set[Link], reverse: Set[Link], heuristic: str) -> set[Link]:

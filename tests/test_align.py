@@ -257,6 +257,25 @@ def test_symmetrization_hand_example(heuristic, expected):
     assert symmetrize(SYM_A, SYM_B, heuristic) == expected
 
 
+def test_soft_symmetrization_by_hand():
+    import torch
+
+    from seqattn.symmetrize import soft_symmetrize
+
+    fwd = torch.tensor([[0.6, 0.4, 0.0], [0.1, 0.1, 0.8]])           # (T=2, S=3)
+    rev = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.0, 1.0]])          # (S=3, T=2)
+    mean = soft_symmetrize(fwd, rev, "mean")
+    torch.testing.assert_close(mean, torch.tensor([[0.75, 0.3, 0.0], [0.1, 0.45, 0.9]]))
+    geo = soft_symmetrize(fwd, rev, "geomean")
+    torch.testing.assert_close(geo, torch.tensor([[0.54 ** 0.5, 0.08 ** 0.5, 0.0],
+                                                  [0.01 ** 0.5, 0.08 ** 0.5, 0.8 ** 0.5]]))
+    # threshold 0.4 on the mean: (source 0, target 0), (1, 1), (2, 1); argmax drops (1, 1)
+    assert al.extract_links(mean, "threshold", 0.4) == {(0, 0), (1, 1), (2, 1)}
+    assert al.extract_links(mean, "argmax") == {(0, 0), (2, 1)}
+    with pytest.raises(ValueError, match="not transposes"):
+        soft_symmetrize(fwd, fwd, "mean")
+
+
 def test_grow_diag_needs_a_second_pass():
     # I = {(2,2)}; (0,0) comes first but touches nothing until (1,1) is added in pass 1
     a, b = {(2, 2), (0, 0)}, {(2, 2), (1, 1)}
@@ -565,6 +584,22 @@ def test_reverse_model_symmetrizes(tiny_transformer, capsys, monkeypatch):
     assert len(row["reverse_attention"]) == len(row["source_words"])
     assert len(row["reverse_link_probs"]) == len(row["link_probs"]) == len(row["links"])
     assert len(row["links"]) <= len(row["target_words"])
+
+
+def test_soft_symmetrization_through_the_cli(tiny_transformer, capsys, monkeypatch):
+    """--sym mean: the links are those of the mean of both directions' attention matrices."""
+    import torch
+
+    data = b"A dog runs in the park. ||| Ein Hund rennt im Park.\n"
+    code, out, err = _cli(["align", "-m", str(tiny_transformer), "--reverse-model",
+                           str(tiny_transformer), "--sym", "mean", "--method", "threshold",
+                           "--threshold", "0.2", "-", "-f", "jsonl"], capsys, monkeypatch, data)
+    assert code == 0, err
+    (row,) = [json.loads(line) for line in out.splitlines()]
+    fwd = torch.tensor(row["attention"])                              # (T, S)
+    rev = torch.tensor(row["reverse_attention"])                      # (S, T)
+    expected = al.extract_links((fwd + rev.T) / 2, "threshold", 0.2)
+    assert {tuple(x) for x in row["links"]} == expected and expected
 
 
 def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tmp_path, capsys):

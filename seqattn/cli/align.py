@@ -85,6 +85,8 @@ class Sym(str, Enum):
     grow_diag = "grow-diag"
     grow_diag_final = "grow-diag-final"
     grow_diag_final_and = "grow-diag-final-and"
+    mean = "mean"
+    geomean = "geomean"
 
 
 @app.command(epilog=EXAMPLES)
@@ -127,7 +129,9 @@ def align(
              "calibrated or default view).")] = None,
     sym: Annotated[Sym | None, typer.Option(
         "--sym", show_default=False,
-        help="Symmetrization with --reverse-model \\[default: grow-diag-final].")] = None,
+        help="Symmetrization with --reverse-model: a heuristic on both directions' links, or "
+             "mean/geomean of both directions' attention, then --method/--threshold "
+             "\\[default: grow-diag-final].")] = None,
     check: Annotated[bool, typer.Option(
         "--check", help="Flag possible omissions, repetitions, flat rows, eos mass.")] = False,
     html: Annotated[Path | None, typer.Option(
