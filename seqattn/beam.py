@@ -64,11 +64,11 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
     dev = src.device
     max_len = torch.as_tensor(max_len, device=dev).expand(B).long()             # (B,)
     sent = torch.arange(B, device=dev)                  # (A,) the sentences still decoding
-    memory = model.encode(src, src_pad).select(sent.repeat_interleave(K))      # A*K rows
+    memory = model.encode(src, src_pad)                 # B rows until the first step is done
     state = model.init_state(memory)
     scores = torch.full((B, K), float("-inf"), device=dev)                      # (A, K)
     scores[:, 0] = 0.0                                  # all beams start identical: keep one
-    prev = torch.full((B * K,), BOS_ID, dtype=torch.long, device=dev)
+    prev = torch.full((B,), BOS_ID, dtype=torch.long, device=dev)
     history: list[_Step] = []
     finished: list[list[Hypothesis]] = [[] for _ in range(B)]
     # for t = 0 .. max_len: step every alive beam, pick the 2K best extensions per sentence,
@@ -77,6 +77,10 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
     for t in range(int(max_len.max()) + 1):
         A = sent.numel()
         logits, state, w = model.step(prev, state, memory)     # (A*K, V), _, (A*K, L, H, S)
+        if t == 0:  # the K beams of a sentence are identical so far: one row was decoded
+            rows = sent.repeat_interleave(K)                                    # (B*K,)
+            logits, w, state, memory = logits[rows], w[rows], state.select(rows), \
+                memory.select(rows)
         log_probs = logits.float().log_softmax(dim=-1)                          # (A*K, V)
         eos_lp = log_probs[:, EOS_ID].clone()                                   # (A*K,)
         _constrain(log_probs, t, min_len, max_len[sent], K)
