@@ -95,7 +95,7 @@ def decode(work: Path, model: str, beam: int, precision: str = "fp32") -> dict:
     """Timed: plain text output, as the peers write. Then, untimed, the same decoding as JSON
     lines (which also carries the pieces) checks that every output has exactly 20 pieces and
     that the text is the same."""
-    text = work / f"test.{model}.b{beam}.txt"
+    text = work / f"test.{model}.b{beam}.{precision}.txt"
     base = seqattn() + ["-q", "translate", "-m", str(work / f"train_{model}"), "-i",
                         str(M30K / "test_2016_flickr.en"), "--beam", str(beam), "--batch-size",
                         "64", "--min-len", "20", "--max-len", "20", "--precision", precision]

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -73,13 +74,20 @@ def segment(sp: object, text: str) -> Segmented:
     return Segmented(words, list(enc["pieces"]), list(enc["ids"]), word_of_piece)
 
 
+def _kept(ch: str) -> bool:
+    """Whether sentencepiece keeps ``ch`` as text: not a space, a control or a format character
+    (zero-width space, joiners, direction marks), which its normalisation removes."""
+    return not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf")
+
+
 def _word_at(text: str, spans: list[tuple[int, int]], begin: int, end: int) -> int:
     """The word holding the last non-space character of [begin, end), else the next word.
 
     The last, not the first: sentencepiece drops some characters (zero-width spaces, controls)
     and counts them into the *next* piece's span, which may then start in an earlier word made
-    only of dropped characters; its own characters end the span."""
-    pos = next((i for i in range(end - 1, begin - 1, -1) if not text[i].isspace()), None)
+    only of dropped characters; its own characters end the span. Dropped characters never
+    decide: a lone ▁ whose span holds only spaces and dropped characters goes to the next word."""
+    pos = next((i for i in range(end - 1, begin - 1, -1) if _kept(text[i])), None)
     if pos is None:  # a lone ▁ (or empty) piece: it belongs to the word that follows
         return next((w for w, (a, _) in enumerate(spans) if a >= end), max(len(spans) - 1, 0))
     return next((w for w, (a, b) in enumerate(spans) if a <= pos < b), max(len(spans) - 1, 0))

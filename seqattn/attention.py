@@ -41,8 +41,10 @@ def masked_softmax(scores: Tensor, key_pad: Tensor | None) -> Tensor:
     Shapes:
         scores: (B, ..., T, S), e.g. (B, T, S) or (B, nh, T, S)
         key_pad: (B, S) bool, True = padding; broadcast over the middle axes. None = no padding.
-        returns: same shape as ``scores``, each row sums to 1.
+        returns: same shape as ``scores`` (float32 for half-precision scores), rows sum to 1.
     """
+    if scores.dtype in (torch.float16, torch.bfloat16):  # float32 weights under autocast
+        scores = scores.float()
     if key_pad is None:
         return scores.softmax(dim=-1)
     _check_key_pad(key_pad)

@@ -149,7 +149,7 @@ def _finish(finished: list[list[Hypothesis]], sentences: list[int], rows: Tensor
     lp_lists = torch.stack(lps[::-1], dim=1).tolist() if lps else [[]] * len(sentences)
     stacked = None
     if eos_weights is not None:                                                 # (F, L, H, T, S)
-        stacked = torch.stack([*weights[::-1], eos_weights], dim=3)
+        stacked = torch.stack([*weights[::-1], eos_weights], dim=3).float()
     for f, b in enumerate(sentences):
         toks = token_lists[f] + [EOS_ID]
         total = float(totals[f])

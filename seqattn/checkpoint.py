@@ -255,7 +255,11 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
     run_dir, out = Path(run_dir), Path(out)
     if dtype not in EXPORT_DTYPES:
         raise ConfigError(f"--dtype must be one of: {', '.join(EXPORT_DTYPES)}; got '{dtype}'")
-    loaded = load_model_dir(run_dir)  # refuse anything that would not load
+    if average < 0:
+        raise ConfigError(f"--average must be >= 0; got {average}")
+    load_model_dir(run_dir)  # refuse anything that would not load
+    if out.exists():
+        raise CheckpointError(f"'{out}' already exists; choose a new directory")
     averaged: list[int] = []
     if average:
         kept = step_checkpoints(run_dir)
@@ -265,15 +269,12 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
                 f"{CHECKPOINTS}/; train with training.keep_checkpoints >= {average}")
         averaged = [step for step, _ in kept[-average:]]
         mean = average_weights([path for _, path in kept[-average:]])
-        probe = {k: v.clone() for k, v in loaded.model.state_dict().items()}
-        try:  # the same shapes as the model the config builds, or a clear error
-            loaded.model.load_state_dict({**probe, **mean}, strict=True)
-        except RuntimeError as e:
-            raise CheckpointError(f"the checkpoints in '{run_dir / CHECKPOINTS}' do not fit its "
-                                  f"config.yaml ({str(e).strip().splitlines()[-1].strip()})") \
-                from None
-    if out.exists():
-        raise CheckpointError(f"'{out}' already exists; choose a new directory")
+        best = load_file(str(run_dir / WEIGHTS))  # the tensors a model of this config holds
+        odd = sorted(k for k in best.keys() | mean.keys()
+                     if k not in best or k not in mean or mean[k].shape != best[k].shape)
+        if odd:
+            raise CheckpointError(f"the checkpoints in '{run_dir / CHECKPOINTS}' do not fit "
+                                  f"the run's model (tensor '{odd[0]}')")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

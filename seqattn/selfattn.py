@@ -104,7 +104,9 @@ def _forward(translator: Translator, batch: list[PairAlignment], view: View) -> 
         for b, r in enumerate(batch):
             tgt_in[b, : len(r.tgt.ids) + 1] = torch.tensor([BOS, *r.tgt.ids])  # type: ignore
     dev = translator.device
-    enc, dec = translator.model.self_attention(src.to(dev), src_pad.to(dev), tgt_in.to(dev))
+    with translator.autocast():
+        enc, dec = translator.model.self_attention(src.to(dev), src_pad.to(dev),
+                                                   tgt_in.to(dev))
     weights = (enc if view.attention == "encoder" else dec).float().cpu()  # (B, L, H, N, N)
     rows_view = replace(view, shift=False)
     for b, rec in enumerate(batch):

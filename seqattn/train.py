@@ -335,7 +335,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
     guided_view(cfg)
     if world > 1:
         _barrier()
-        cfg = load_config(out / ckpt.CONFIG) if resume else cfg
+        if resume:  # the stored model and data sections, this start's training and decoding
+            cfg = replace(load_config(out / ckpt.CONFIG), training=cfg.training,
+                          decoding=cfg.decoding)
     dev = pick_device(device or cfg.training.device, rank)
     if cfg.training.precision == "fp16" and dev.type != "cuda":
         raise ConfigError(f"training.precision fp16 needs a CUDA device (training on {dev}); "
@@ -362,6 +364,9 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
         log.info("resuming at step %d (epoch %d)", progress.step, progress.epoch)
         if rank == 0:
             _trim_log(out, progress.step)
+            for step, path in ckpt.step_checkpoints(out):  # from a run that went on unsaved
+                if step > progress.step:
+                    path.unlink(missing_ok=True)
     meta: dict[str, Any] = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
                             "parameters": sum(p.numel() for p in model.parameters())}
     guided = guided_view(cfg)
@@ -426,6 +431,8 @@ def _remove_stale_temporaries(out: Path) -> None:
                  ckpt.TRAIN_LOG, ckpt.JOINT_SPM, ckpt.SRC_SPM, ckpt.TGT_SPM):
         for stale in out.glob(f".{name}.*.tmp"):
             stale.unlink(missing_ok=True)
+    for stale in (out / ckpt.CHECKPOINTS).glob(".step-*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 def guided_view(cfg: Config) -> tuple[int, int] | None:

@@ -682,6 +682,16 @@ def test_beam_attention_of_a_greedy_output_equals_its_forced_alignment(tiny_mode
     torch.testing.assert_close(eos, beam_eos, atol=2e-3, rtol=0)
 
 
+def test_a_lone_marker_over_dropped_characters_goes_to_the_next_word():
+    # "a \x01 \x02 b c": a lone ▁ piece whose span [1, 6) holds only spaces and the control
+    # characters sentencepiece drops belongs to "b" (word 3), not to the word "\x02"
+    text = "a \x01 \x02 b c"
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    assert al._word_at(text, spans, 1, 6) == 3
+    assert al._word_at(text, spans, 1, 7) == 3      # "▁b" with the dropped characters before it
+    assert al._word_at(text, spans, 0, 1) == 0
+
+
 def test_characters_sentencepiece_drops_never_shift_a_word(tiny_transformer):
     """Zero-width spaces and control characters vanish in sentencepiece and their offsets go
     to the next piece; the word of a piece is the one its own characters end in."""

@@ -104,7 +104,7 @@ def test_head_closes_pipe_quietly(tiny_transformer):
     (["-i", "/nonexistent.txt"], "does not exist"),
     (["--layer", "7"], "--layer 7 is out of range"),
     (["--heads", "9"], "--heads must be mean, max or a head number"),
-    (["--precision", "fp16"], "fp16 decoding needs a CUDA device; on CPU use bf16"),
+    (["--precision", "fp16"], "fp16 decoding needs a CUDA device (not cpu); use bf16"),
     (["--precision", "int8"], "precision must be one of: fp32, bf16, fp16; got 'int8'"),
 ])
 def test_bad_usage(tiny_transformer, args, message, capsys):
@@ -128,15 +128,16 @@ def test_bf16_decodes_in_bfloat16_and_stays_close_to_fp32(tiny_model):
     b = half.translate(lines, beam=3, max_len=6, min_len=6)
     sa, sb = [x.score for x in a], [x.score for x in b]
     assert sa != sb                                          # bf16 was used
-    assert sb == pytest.approx(sa, abs=0.05)                 # and it is a rounding, no more
+    assert sb == pytest.approx(sa, rel=0.03)                 # and it is a rounding, no more
     w = b[0].hyps[0].weights
     assert w.dtype == torch.float32                          # handed out as float32
-    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]), atol=2e-2, rtol=0)
-    # forced alignment under bf16 too
-    fa = list(seqattn.align.align(ref, [(lines[0], a[0].text)]))[0]
-    fb = list(seqattn.align.align(half, [(lines[0], a[0].text)]))[0]
-    assert fb.weights is None or fb.weights.dtype == torch.float32
-    assert len(fa.links) > 0 and len(fb.links) > 0
+    torch.testing.assert_close(w.sum(-1), torch.ones(w.shape[:-1]), atol=1e-5, rtol=0)
+    # forced alignment under bf16 too: float32 word attention, close to fp32's but not equal
+    fa = list(seqattn.align.align(ref, [(lines[1], "Zwei Hunde spielen im Schnee.")]))[0]
+    fb = list(seqattn.align.align(half, [(lines[1], "Zwei Hunde spielen im Schnee.")]))[0]
+    assert fb.words.dtype == torch.float32 and fb.words.shape == fa.words.shape
+    assert not torch.equal(fa.words, fb.words)
+    torch.testing.assert_close(fb.words, fa.words, atol=0.03, rtol=0)
 
 
 def test_broken_model_directories(tiny_transformer, tmp_path, capsys):

@@ -102,9 +102,9 @@ def translate(
     ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
     precision: Annotated[str, typer.Option(
-        "--precision", help="fp32; bf16 runs the matrix products in bfloat16 (several times "
-                            "faster on CPUs with AVX-512 BF16, scores differ slightly); fp16 "
-                            "on CUDA.")] = "fp32",
+        "--precision", help="fp32; bf16 runs the matrix products in bfloat16 (about twice "
+                            "as fast on CPUs with AVX-512 BF16, slower on others; scores differ "
+                            "slightly); fp16 on CUDA.")] = "fp32",
 ) -> None:
     """Translate sentences with a trained model, one output line per input line."""
     from seqattn.errors import UsageError

@@ -262,7 +262,9 @@ class TransformerSeq2Seq(nn.Module):
 
     def step(self, prev_tokens: Tensor, state: TransformerState,
              memory: TransformerMemory) -> tuple[Tensor, TransformerState, Tensor]:
-        """One decoding step: one new position, attending to the cached prefix.
+        """One decoding step: one new position, attending to the cached prefix. The cache is
+        written in place, so it is for decoding without gradients (not for backpropagating
+        through several steps).
 
         Shapes:
             prev_tokens: (B,) long
