@@ -89,7 +89,9 @@ def main() -> None:
               f"chrF2 (sacreBLEU): {chrf:.1f}."]
     if "dev_aer" in entry:
         a = entry["dev_aer"]["alignments"][0]
-        lines += ["", f"Alignment (`seqattn align`, default view) on the 100 hand-aligned "
+        flipped = "" if (src, tgt) == ("en", "de") else f", aligned {src}→{tgt} and scored " \
+            "against the gold flipped (`evaluate --align --reverse`)"
+        lines += ["", f"Alignment (`seqattn align`, default view{flipped}) on the 100 hand-aligned "
                       f"test2016 pairs of `../shared/data/gold/multi30k_test2016_ende_dev`: AER "
                       f"{100 * a['aer']:.1f}%, precision {100 * a['precision']:.1f}%, recall "
                       f"{100 * a['recall']:.1f}%."]

@@ -10,8 +10,11 @@ Per model (``DIR:SRC-TGT``), with the model's own decoding settings (beam 5):
    cased, detokenized text (signature ``nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp``);
 2. the paper convention: hypothesis and reference Moses-tokenized (sacremoses, escape=False),
    then ``seqattn evaluate --lowercase --tokenize none``;
-3. for en→de models, ``seqattn align`` on the 100 gold pairs (the model's default view) and
-   ``seqattn evaluate --align`` (AER, precision, recall).
+3. ``seqattn align`` on the 100 en-de gold pairs (the model's default view; a de→en model
+   aligns them the other way round, scored with ``--reverse``) and ``seqattn evaluate --align``
+   (AER, precision, recall).
+
+``--json`` replaces the given models' entries in the file and keeps the others.
 """
 
 from __future__ import annotations
@@ -71,6 +74,15 @@ def score(model: str, src: str, tgt: str, work: Path, extra: list[str]) -> dict[
         out["dev_aer"] = json.loads(_run(["evaluate", "--align", str(links), "--gold",
                                           str(gold / f"{src}{tgt}.talp"), "--gold-one-indexed",
                                           "-f", "json"]))
+    reverse_gold = DATA / "gold" / f"multi30k_test2016_{tgt}{src}_dev"
+    if not gold.is_dir() and reverse_gold.is_dir():  # e.g. de-en on the en-de gold, flipped
+        g = reverse_gold
+        links = work / f"{name}.dev.align"
+        _run(["align", "-m", model, str(g / f"{tgt}{src}.tgt"), str(g / f"{tgt}{src}.src")],
+             stdout=links)
+        out["dev_aer"] = json.loads(_run(["evaluate", "--align", str(links), "--gold",
+                                          str(g / f"{tgt}{src}.talp"), "--gold-one-indexed",
+                                          "--reverse", "-f", "json"]))
     return out
 
 
@@ -89,8 +101,11 @@ def main() -> None:
         src, _, tgt = pair.partition("-")
         results.append(score(model, src, tgt, args.work, args.set))
         print(json.dumps(results[-1]), flush=True)
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    if args.json:  # other models' entries already in the file are kept
+        done = {r["model"] for r in results}
+        kept = [r for r in json.loads(args.json.read_text(encoding="utf-8"))
+                if r["model"] not in done] if args.json.exists() else []
+        args.json.write_text(json.dumps(kept + results, indent=1) + "\n", encoding="utf-8")
 
 
 if __name__ == "__main__":
