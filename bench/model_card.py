@@ -15,8 +15,10 @@ from pathlib import Path
 import yaml
 
 
-def _training(run: Path) -> dict[str, float]:
+def _training(run: Path, up_to: int) -> dict[str, float]:
+    """Training figures of the run up to step ``up_to`` (the shipped weights' last step)."""
     records = [json.loads(x) for x in (run / "train.jsonl").read_text().splitlines() if x.strip()]
+    records = [r for r in records if r.get("step", 0) <= up_to]
     train = [r for r in records if r.get("kind") == "train"]
     valid = [r for r in records if r.get("kind") == "valid"]
     return {"steps": max(r["step"] for r in train), "epochs": max(r["epoch"] for r in train),
@@ -49,7 +51,7 @@ def main() -> None:
     cfg = yaml.safe_load((args.model / "config.yaml").read_text())
     entry = next(s for s in json.loads(args.scores.read_text())
                  if Path(s["model"]).resolve() == args.model.resolve())
-    t = _training(args.run)
+    t = _training(args.run, meta["step"])
     src, tgt = entry["pair"].split("-")
     sacre, sacre_sig = _bleu(entry["sacrebleu"])
     chrf, _ = _bleu(entry["sacrebleu"], "chrf")
@@ -58,6 +60,12 @@ def main() -> None:
     arch = (f"Transformer {m['enc_layers']}+{m['dec_layers']} layers, d {m['hidden_size']}, "
             f"{m['heads']} heads, ff {m['ff_size']}" if m["arch"] == "transformer" else
             f"RNN ({m['attention']} attention, {m['cell'].upper()}, hidden {m['hidden_size']})")
+    averaged = meta.get("averaged_steps")
+    weights = (f"the weights are the mean of the checkpoints of steps "
+               f"{', '.join(f'{x:,}' for x in averaged)} (`seqattn export --average "
+               f"{len(averaged)}`)" if averaged else
+               f"the weights are those of step {meta['step']:,} (best validation "
+               f"{tr['best_metric']})")
     lines = [
         f"# {args.model.name}: Multi30k {src}→{tgt}, {arch}", "",
         f"{meta['parameters']:,} parameters; weights stored as "
@@ -72,8 +80,7 @@ def main() -> None:
         f"Recipe: `{args.recipe}` (the resolved config is `config.yaml` here). "
         f"{t['steps']:,} updates of about {tr['batch_tokens']:,} target tokens "
         f"({t['epochs']} epochs, {t['target_tokens'] / 1e6:.1f} M target tokens) in "
-        f"{t['seconds'] / 3600:.2f} h of training time on {args.hardware}; the weights are those "
-        f"of step {meta['step']} (best validation {tr['best_metric']}).",
+        f"{t['seconds'] / 3600:.2f} h of training time on {args.hardware}; {weights}.",
     ]
     if tr.get("guided_alignment"):
         lines += ["", f"Guided alignment: decoder layer {meta['alignment']['layer']}, head "
