@@ -188,21 +188,63 @@ def pharaoh(links: Iterable[tuple[int, int]]) -> str:
 
 
 @dataclass(frozen=True)
+class Blend:
+    """A second view mixed into the first: ``(1 - weight) · first + weight · (layer, heads)``,
+    read at the step that predicts each piece (never shifted). A guided head read with
+    shift-att is sharp but, for the last word before final punctuation, reads the step that
+    predicts the punctuation; an unsupervised layer read plainly knows where each word came
+    from. Written ``LAYER:HEADS:WEIGHT`` (e.g. ``2:mean:0.4``)."""
+
+    layer: int
+    heads: str
+    weight: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "heads": self.heads, "weight": self.weight}
+
+    @classmethod
+    def parse(cls, text: str) -> Blend | None:
+        """``LAYER:HEADS:WEIGHT``, or ``none`` (no blend) → None."""
+        if text.strip().lower() == "none":
+            return None
+        parts = text.split(":")
+        try:
+            if len(parts) != 3:
+                raise ValueError
+            layer, heads, weight = int(parts[0]), parts[1].strip(), float(parts[2])
+        except ValueError:
+            raise UsageError(f"--blend takes LAYER:HEADS:WEIGHT (e.g. 2:mean:0.4) or none; "
+                             f"got '{text}'") from None
+        if not 0.0 < weight < 1.0:
+            raise UsageError(f"--blend weight must be between 0 and 1 (exclusive), got {weight}")
+        return cls(layer, heads, weight)
+
+    @classmethod
+    def from_dict(cls, stored: Any) -> Blend | None:
+        if not stored:
+            return None
+        return cls(int(stored["layer"]), str(stored["heads"]), float(stored["weight"]))
+
+
+@dataclass(frozen=True)
 class View:
     """Which attention to read: ``layer``, ``heads`` ("mean", "max" or a head number as a
-    string), ``shift`` (shift-att), the subword ``merge``, and ``attention``: "cross" (decoder
+    string), ``shift`` (shift-att), the subword ``merge``, ``attention``: "cross" (decoder
     over source, the alignment), or "encoder" / "decoder" self-attention
-    (:mod:`seqattn.selfattn`)."""
+    (:mod:`seqattn.selfattn`), and an optional :class:`Blend` with a second view."""
 
     layer: int = 0
     heads: str = "mean"
     shift: bool = False
     merge: str = "sum"
     attention: str = "cross"
+    blend: Blend | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        out = {"layer": self.layer, "heads": self.heads, "shift": self.shift,
-               "merge": self.merge}
+        out: dict[str, Any] = {"layer": self.layer, "heads": self.heads, "shift": self.shift,
+                               "merge": self.merge}
+        if self.blend is not None:
+            out["blend"] = self.blend.as_dict()
         return out if self.attention == "cross" else {**out, "attention": self.attention}
 
 
@@ -212,41 +254,72 @@ def model_shape(translator: Translator) -> tuple[int, int]:
     return (cfg.dec_layers, cfg.heads) if cfg.arch == "transformer" else (1, 1)
 
 
+STORED: Any = object()
+
+
 def resolve_view(translator: Translator, layer: int | None = None, heads: str | None = None,
-                 shift: bool | None = None, merge: str = "sum") -> View:
+                 shift: bool | None = None, merge: str = "sum",
+                 blend: Blend | None = STORED) -> View:
     """A validated view: given values, else the model's calibrated ones, else the defaults
-    (:meth:`Translator.default_view`; shift off)."""
+    (:meth:`Translator.default_view`; shift off; no blend). ``blend=None`` turns a stored
+    blend off."""
     default_layer, default_heads = translator.default_view()
     stored = translator.loaded.meta.get("alignment", {})
     view = View(default_layer if layer is None else layer,
                 default_heads if heads is None else str(heads),
-                bool(stored.get("shift", False)) if shift is None else shift, merge)
+                bool(stored.get("shift", False)) if shift is None else shift, merge,
+                blend=Blend.from_dict(stored.get("blend")) if blend is STORED else blend)
     n_layers, n_heads = model_shape(translator)
     note = {k: "" if given is not None else " (read from the model's seqattn.json)"
             for k, given in (("layer", layer), ("heads", heads))}
-    if not 0 <= view.layer < n_layers:
-        raise UsageError(f"--layer {view.layer} is out of range{note['layer']}; this model has "
-                         f"{n_layers} decoder layer(s): 0..{n_layers - 1}")
-    if view.heads not in ("mean", "max") and not (
-            view.heads.isdigit() and int(view.heads) < n_heads):
-        raise UsageError(f"--heads must be mean, max or a head number 0..{n_heads - 1}, "
-                         f"got '{view.heads}'{note['heads']}")
+    check_layer_heads(view.layer, view.heads, n_layers, n_heads, "--layer", "--heads",
+                      note["layer"], note["heads"])
+    if view.blend is not None:
+        where = "" if blend is not STORED else " (read from the model's seqattn.json)"
+        check_layer_heads(view.blend.layer, view.blend.heads, n_layers, n_heads,
+                          "--blend layer", "--blend heads", where, where)
     if merge not in MERGES:
         raise UsageError(f"--merge must be one of: {', '.join(MERGES)}; got '{merge}'")
     return view
 
 
+def check_layer_heads(layer: int, heads: str, n_layers: int, n_heads: int, layer_flag: str,
+                      heads_flag: str, layer_note: str = "", heads_note: str = "") -> None:
+    """One-line errors for a layer or heads setting this model does not have."""
+    if not 0 <= layer < n_layers:
+        raise UsageError(f"{layer_flag} {layer} is out of range{layer_note}; this model has "
+                         f"{n_layers} decoder layer(s): 0..{n_layers - 1}")
+    if heads not in ("mean", "max") and not (heads.isdigit() and int(heads) < n_heads):
+        raise UsageError(f"{heads_flag} must be mean, max or a head number 0..{n_heads - 1}, "
+                         f"got '{heads}'{heads_note}")
+
+
+def head_rows(weights: Tensor, layer: int, heads: str) -> Tensor:
+    """One layer's attention with its heads combined (mean, max or one head).
+
+    Shapes:
+        weights: (L, H, T, S)
+        returns: (T, S)
+    """
+    w = weights[layer]                                                       # (H, T, S)
+    return w.mean(dim=0) if heads == "mean" else w.max(dim=0).values \
+        if heads == "max" else w[int(heads)]
+
+
 def view_rows(weights: Tensor, view: View) -> Tensor:
-    """The rows a view reads from teacher-forced piece attention.
+    """The rows a view reads from piece attention whose last row is the end-of-sentence step
+    (teacher-forced, or a hypothesis of the beam).
 
     Shapes:
         weights: (L, H, Tp + 1, Sp + 1): rows y1 .. yn eos over source pieces + eos
-        returns: (Tp, Sp + 1), row k for target piece k (k + 1 with shift-att)
+        returns: (Tp, Sp + 1), row k for target piece k (k + 1 with shift-att), blended
     """
-    w = weights[view.layer]                                                  # (H, T, S)
-    rows = w.mean(dim=0) if view.heads == "mean" else w.max(dim=0).values \
-        if view.heads == "max" else w[int(view.heads)]                       # (T, S)
-    return rows[1:] if view.shift else rows[:-1]
+    rows = head_rows(weights, view.layer, view.heads)                        # (Tp + 1, S)
+    rows = rows[1:] if view.shift else rows[:-1]                             # (Tp, S)
+    if view.blend is not None:
+        other = head_rows(weights, view.blend.layer, view.blend.heads)[:-1]  # (Tp, S)
+        rows = (1.0 - view.blend.weight) * rows + view.blend.weight * other
+    return rows
 
 
 # --------------------------------------------------------------------------- forced alignment

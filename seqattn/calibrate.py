@@ -4,11 +4,13 @@ Every pair of the gold set is force-decoded once, keeping the attention of every
 and head; then each view — layer × heads (mean, max, each head) × {plain, shift-att} — and
 each way of extracting links (argmax per target word, or every pair with weight ≥ 0.3, 0.4,
 0.5; only the one asked for when ``--method``/``--threshold`` are given) is scored with the
-alignment error rate (:func:`seqattn.aer.aer`) and the lowest wins (ties: the first in that
-order, so the simpler setting). The winner is stored in the model directory's ``seqattn.json``
-as ``"alignment": {"layer", "heads", "shift", "method", "threshold", "aer"}`` (other keys there
-are kept), which later runs of ``align`` (and the view of ``translate --align``) use by
-default.
+alignment error rate (:func:`seqattn.aer.aer`). Then, for a Transformer, the best of those
+views is blended with a second view read plainly (:class:`seqattn.align.Blend`: each layer ×
+{mean, max} at weights ``BLEND_WEIGHTS``), with every extraction again. The lowest AER wins
+(ties: the first in that order, so the simpler setting; a blend only when it is strictly
+better). The winner is stored in the model directory's ``seqattn.json`` as ``"alignment":
+{"layer", "heads", "shift", "blend", "method", "threshold", "aer"}`` (other keys there are
+kept), which later runs of ``align`` (and the view of ``translate --align``) use by default.
 
 A gold set is three line-aligned files: ``*.src`` and ``*.tgt`` (whitespace-tokenised text, as
 the links count words) and ``*.talp`` (``i-j`` sure, ``ipj`` possible links). Give their
@@ -20,7 +22,7 @@ index 0 is read as 1-indexed.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +46,7 @@ class SweepRow:
     extraction: al.Extraction = al.Extraction()
 
 THRESHOLDS = (0.3, 0.4, 0.5)
+BLEND_WEIGHTS = (0.2, 0.3, 0.4, 0.5)
 
 
 def candidate_extractions(given: al.Extraction | None) -> list[al.Extraction]:
@@ -110,22 +113,39 @@ def candidate_views(translator: Translator, merge: str = "sum") -> list[al.View]
             for layer in range(n_layers) for h in heads for shift in (False, True)]
 
 
+def blended_views(translator: Translator, view: al.View) -> list[al.View]:
+    """``view`` blended with each layer × {mean, max}, read plainly, at each of
+    ``BLEND_WEIGHTS``; none for a model with one layer and one head (an RNN)."""
+    n_layers, n_heads = al.model_shape(translator)
+    if n_layers * n_heads == 1:
+        return []
+    return [replace(view, blend=al.Blend(layer, heads, weight))
+            for layer in range(n_layers) for heads in ("mean", "max")
+            for weight in BLEND_WEIGHTS]
+
+
 def sweep(translator: Translator, pairs: list[tuple[str, str]], gold: list[GoldAlignment],
           extraction: al.Extraction | None = None, merge: str = "sum",
           batch_tokens: int = 4096) -> list[SweepRow]:
     """Score every candidate view × extraction on the gold pairs (``extraction``: only that
-    one; None: :func:`candidate_extractions`). One forward pass per batch in all."""
+    one; None: :func:`candidate_extractions`), then the best view's blends
+    (:func:`blended_views`). One forward pass per batch in all."""
     records = al.force_align(translator, pairs, al.View(merge=merge),
                              batch_tokens=batch_tokens, keep_weights=True)
     sure, possible = [g.sure for g in gold], [g.possible for g in gold]
-    rows = []
-    for view in candidate_views(translator, merge):
-        words = [_words(rec, view) for rec in records]
-        for ex in candidate_extractions(extraction):
-            hyps = [set() if w is None else al.extract_links(w, ex.method, ex.threshold)
-                    for w in words]
-            rows.append(SweepRow(view, aer(hyps, sure, possible), ex))
-    return rows
+
+    def score(views: list[al.View]) -> list[SweepRow]:
+        out = []
+        for view in views:
+            words = [_words(rec, view) for rec in records]
+            for ex in candidate_extractions(extraction):
+                hyps = [set() if w is None else al.extract_links(w, ex.method, ex.threshold)
+                        for w in words]
+                out.append(SweepRow(view, aer(hyps, sure, possible), ex))
+        return out
+
+    rows = score(candidate_views(translator, merge))
+    return rows + score(blended_views(translator, best_row(rows).view))
 
 
 def _words(rec: al.PairAlignment, view: al.View) -> Any:
@@ -151,6 +171,9 @@ def store_view(translator: Translator, row: SweepRow) -> dict[str, Any]:
                "layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
                "method": row.extraction.method, "threshold": row.extraction.threshold,
                "aer": round(row.scores.aer, 6)}
+    setting.pop("blend", None)
+    if row.view.blend is not None:
+        setting["blend"] = row.view.blend.as_dict()
     path = translator.loaded.path
     meta = read_meta(path)
     meta["alignment"] = setting

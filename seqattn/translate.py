@@ -220,24 +220,26 @@ class Translator:
         return bool(self.loaded.meta.get("alignment", {}).get("shift", False))
 
     def word_attention(self, tr: Translation, hyp: Hyp, layer: int | None = None,
-                       heads: str | None = None,
-                       shift: bool | None = None) -> tuple[Tensor, Tensor]:
-        """(target words × source words) attention and each target word's eos mass.
+                       heads: str | None = None, shift: bool | None = None,
+                       blend: Any = al.STORED,
+                       view: al.View | None = None) -> tuple[Tensor, Tensor]:
+        """(target words × source words) attention and each target word's eos mass, read with
+        the model's stored view unless ``layer``/``heads``/``shift``/``blend`` say otherwise
+        (:func:`seqattn.align.resolve_view`, :func:`seqattn.align.view_rows`), or ``view``.
 
-        Row k of the beam's attention is the step that chose piece k; with ``shift`` (default:
-        the model's stored view) piece k reads row k + 1, the step where it was the input.
+        Row k of the beam's attention is the step that chose piece k; with shift-att piece k
+        reads row k + 1, the step where it was the input.
         """
         if hyp.weights is None or tr.src is None:
             raise UsageError("no attention was kept for this translation")
-        default_layer, default_heads = self.default_view()
-        w = hyp.weights[default_layer if layer is None else layer]         # (H, T, S)
-        heads = default_heads if heads is None else heads
-        rows = w.mean(dim=0) if heads == "mean" else w.max(dim=0).values if heads == "max" \
-            else w[int(heads)]                                             # (T, S)
-        if self.default_shift() if shift is None else shift:
-            rows = rows[1:]                                                # (T - 1, S)
-        return al.word_weights(rows, hyp.word_of_piece, tr.src.word_of_piece, len(hyp.words),
-                               len(tr.src.words))
+        if view is None:
+            view = al.resolve_view(self, layer, heads, shift, blend=blend)
+        weights = hyp.weights                                              # (L, H, T, S)
+        if weights.shape[2] == len(hyp.word_of_piece):  # cut at the length limit: no eos step
+            weights = torch.cat([weights, weights.new_zeros(*weights.shape[:2], 1,
+                                                            weights.shape[3])], dim=2)
+        return al.word_weights(al.view_rows(weights, view), hyp.word_of_piece,
+                               tr.src.word_of_piece, len(hyp.words), len(tr.src.words))
 
 
 def check_precision(precision: str, device: torch.device) -> None:

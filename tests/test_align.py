@@ -3,6 +3,7 @@ alignment (library and CLI), calibration, and pictures."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import re
@@ -207,6 +208,35 @@ def test_view_rows_plain_shift_and_heads():
     assert al.view_rows(w, al.View(0, "max"))[:, 0].tolist() == [10, 11]
 
 
+def test_view_rows_blend_mixes_a_plainly_read_second_view():
+    w = torch.zeros(2, 2, 3, 2)
+    for layer in range(2):
+        for head in range(2):
+            for row in range(3):
+                w[layer, head, row, 0] = 100 * layer + 10 * head + row
+    view = al.View(1, "1", shift=True, blend=al.Blend(0, "max", 0.25))
+    # 0.75 · rows y2, eos of layer 1 head 1 + 0.25 · rows y1, y2 of layer 0's max over heads
+    assert al.view_rows(w, view)[:, 0].tolist() == [0.75 * 111 + 0.25 * 10,
+                                                    0.75 * 112 + 0.25 * 11]
+    assert view.as_dict()["blend"] == {"layer": 0, "heads": "max", "weight": 0.25}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("2:mean:0.4", al.Blend(2, "mean", 0.4)), ("0:3:0.25", al.Blend(0, "3", 0.25)),
+    ("none", None), ("None", None)])
+def test_blend_parse(text, expected):
+    assert al.Blend.parse(text) == expected
+
+
+@pytest.mark.parametrize("text, message", [
+    ("2:mean", "takes LAYER:HEADS:WEIGHT"), ("x:mean:0.4", "takes LAYER:HEADS:WEIGHT"),
+    ("1:mean:1", "between 0 and 1"), ("1:mean:0", "between 0 and 1"),
+    ("1:mean:nan", "between 0 and 1")])
+def test_blend_parse_errors(text, message):
+    with pytest.raises(UsageError, match=message):
+        al.Blend.parse(text)
+
+
 def test_resolve_view_validates_and_reads_the_calibrated_shift(tiny_transformer):
     tr = __import__("seqattn").load(tiny_transformer)
     assert al.resolve_view(tr) == al.View(0, "mean", False, "sum")    # 2 layers: penultimate
@@ -216,6 +246,16 @@ def test_resolve_view_validates_and_reads_the_calibrated_shift(tiny_transformer)
         al.resolve_view(tr, heads="4")
     tr.loaded.meta = {**tr.loaded.meta, "alignment": {"layer": 1, "heads": "2", "shift": True}}
     assert al.resolve_view(tr) == al.View(1, "2", True, "sum")
+    blend = {"layer": 0, "heads": "max", "weight": 0.3}
+    tr.loaded.meta["alignment"] = {"layer": 1, "heads": "2", "shift": True, "blend": blend}
+    assert al.resolve_view(tr).blend == al.Blend(0, "max", 0.3)
+    assert al.resolve_view(tr, blend=None).blend is None                 # --blend none
+    assert al.resolve_view(tr, blend=al.Blend(1, "0", 0.5)).blend == al.Blend(1, "0", 0.5)
+    with pytest.raises(UsageError, match="--blend layer 2 is out of range"):
+        al.resolve_view(tr, blend=al.Blend(2, "mean", 0.5))
+    tr.loaded.meta["alignment"]["blend"] = {"layer": 0, "heads": "9", "weight": 0.3}
+    with pytest.raises(UsageError, match=r"--blend heads .* got '9' \(read from the model"):
+        al.resolve_view(tr)
 
 
 # --------------------------------------------------------------------------- pharaoh
@@ -528,6 +568,9 @@ def test_bad_separator_line_error(tiny_transformer, capsys, monkeypatch, line, w
     ([], "give SRC_FILE TGT_FILE"),
     (["-", "x.tgt"], "give no TGT_FILE"),
     (["--format", "csv", "-"], "csv"),
+    (["--blend", "7:mean:0.4", "-"], "--blend layer 7 is out of range"),
+    (["--blend", "1:mean", "-"], "--blend takes LAYER:HEADS:WEIGHT"),
+    (["--blend", "1:mean:0.4", "-a", "encoder", "-"], "--blend applies to cross-attention"),
 ])
 def test_usage_errors_exit_2(tiny_transformer, capsys, monkeypatch, args, message):
     code, out, err = _cli(["align", "-m", str(tiny_transformer), *args], capsys, monkeypatch,
@@ -616,7 +659,7 @@ def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tm
     assert code == 0, err
     assert out == "" and "AER%" in err and "shift" in err
     stored = read_meta(model)["alignment"]
-    assert set(stored) == {"layer", "heads", "shift", "method", "threshold", "aer"}
+    assert set(stored) - {"blend"} == {"layer", "heads", "shift", "method", "threshold", "aer"}
     assert 0 <= stored["aer"] <= 1
     assert read_meta(model)["src_vocab"] == read_meta(tiny_transformer)["src_vocab"]
     # later runs extract links the stored way: a stored threshold of 0 links every word pair
@@ -628,6 +671,46 @@ def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tm
     code, out, err = _cli(["align", "-m", str(model), "--method", "argmax", files[0], files[1]],
                           capsys)
     assert code == 0 and all(line for line in out.splitlines()), out
+
+
+def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny_transformer,
+                                                                            tmp_path):
+    from seqattn.calibrate import BLEND_WEIGHTS, calibrate, candidate_views
+
+    tr = __import__("seqattn").load(tiny_transformer)
+    gold = [("A dog runs .", "Ein Hund rennt .", "1-1 2-2 3-3 4p4"),
+            ("Two men talk", "Zwei Männer reden", "1-3 2-2 3-1"),
+            ("a b c d", "d c b a", "1-4 2-3 3-2 4-1")]
+    files = []
+    for k, suffix in enumerate(("src", "tgt", "talp")):
+        path = tmp_path / f"g.{suffix}"
+        path.write_text("".join(g[k] + "\n" for g in gold), encoding="utf-8")
+        files.append(str(path))
+    rows, best = calibrate(tr, ",".join(files), store=False)
+    plain = [r for r in rows if r.view.blend is None]
+    blended = [r for r in rows if r.view.blend is not None]
+    n_layers, _ = al.model_shape(tr)
+    assert len(plain) == 4 * len(candidate_views(tr))
+    assert len(blended) == 4 * n_layers * 2 * len(BLEND_WEIGHTS)
+    best_plain = min(plain, key=lambda r: r.scores.aer)
+    # every blend is the best plain view plus a second view
+    assert {dataclasses.replace(r.view, blend=None) for r in blended} == {best_plain.view}
+    assert best.scores.aer == min(r.scores.aer for r in rows)
+    if best.view.blend is not None:
+        assert best.scores.aer < best_plain.scores.aer
+    else:
+        assert best is best_plain
+
+
+def test_blend_flag_reaches_the_view_and_none_turns_it_off(tiny_transformer, capsys,
+                                                           monkeypatch):
+    code, out, err = _cli(["align", "-m", str(tiny_transformer), "-", "-f", "jsonl",
+                           "--blend", "1:max:0.3"], capsys, monkeypatch, b"A dog. ||| Ein Hund.\n")
+    assert code == 0, err
+    assert json.loads(out)["view"]["blend"] == {"layer": 1, "heads": "max", "weight": 0.3}
+    code, out, err = _cli(["align", "-m", str(tiny_transformer), "-", "-f", "jsonl",
+                           "--blend", "none"], capsys, monkeypatch, b"A dog. ||| Ein Hund.\n")
+    assert code == 0 and "blend" not in json.loads(out)["view"], err
 
 
 def test_shift_att_flag_and_merge_reach_the_view(tiny_transformer, capsys, monkeypatch):
@@ -657,8 +740,10 @@ def test_mismatch_found_while_streaming_and_missing_file(tiny_transformer, tmp_p
     assert code == 2 and out == "" and "no.src' does not exist" in err
 
 
-@pytest.mark.parametrize("shift", [False, True])
-def test_beam_attention_of_a_greedy_output_equals_its_forced_alignment(tiny_model, shift):
+@pytest.mark.parametrize("shift, blend", [(False, None), (True, None),
+                                           (True, al.Blend(0, "max", 0.4))])
+def test_beam_attention_of_a_greedy_output_equals_its_forced_alignment(tiny_model, shift,
+                                                                        blend):
     """translate --align reads the beam's own attention; for a greedy output that is what a
     teacher-forced pass over the same pieces computes, read through align's own view (plain or
     shift-att)."""
@@ -669,12 +754,12 @@ def test_beam_attention_of_a_greedy_output_equals_its_forced_alignment(tiny_mode
     layers, _ = al.model_shape(tr)
     [t] = tr.translate(["A man in a red shirt rides a bike."], beam=1, max_len=8)
     hyp = t.hyps[0]
-    beam_words, beam_eos = tr.word_attention(t, hyp, layers - 1, "mean", shift)
+    beam_words, beam_eos = tr.word_attention(t, hyp, layers - 1, "mean", shift, blend=blend)
     ids = tr.tgt_vocab.sp.piece_to_id(hyp.pieces)
     src, src_pad = pad_sources([t.src.ids])
     with torch.no_grad():
         _, weights = tr.model(src, src_pad, torch.tensor([[BOS, *ids]]), need_weights=True)
-    rows = al.view_rows(weights[0], al.View(layers - 1, "mean", shift, "sum"))
+    rows = al.view_rows(weights[0], al.View(layers - 1, "mean", shift, "sum", blend=blend))
     words, eos = al.word_weights(rows, hyp.word_of_piece, t.src.word_of_piece, len(hyp.words),
                                  len(t.src.words))
     # step-by-step and teacher-forced kernels round differently (about 1e-4 for the GRU)

@@ -123,6 +123,11 @@ def align(
     shift_att: Annotated[bool | None, typer.Option(
         "--shift-att/--no-shift-att", show_default=False,
         help="Read each target word at the step where it is the decoder input.")] = None,
+    blend: Annotated[str | None, typer.Option(
+        "--blend", show_default=False, metavar="LAYER:HEADS:WEIGHT",
+        help="Mix a second view, read at the step that predicts each word, into the view: "
+             "(1 - WEIGHT) · view + WEIGHT · (LAYER, HEADS), e.g. 2:mean:0.4; none turns a "
+             "calibrated blend off \\[default: the model's].")] = None,
     reverse_model: Annotated[str | None, typer.Option(
         "--reverse-model", show_default=False,
         help="A target→source model: align both ways and symmetrize (it reads its own "
@@ -156,7 +161,8 @@ def align(
 
     extraction = _extraction(method, threshold, sym, reverse_model)
     self_kind = None if attention is Attention.cross else attention.value
-    _check_outputs(src, tgt, calibrate, html, png, self_kind, reverse_model, shift_att)
+    blend_view = al.STORED if blend is None else al.Blend.parse(blend)
+    _check_outputs(src, tgt, calibrate, html, png, self_kind, reverse_model, shift_att, blend)
     tune_cpu()
     translator = load(model, device=device, precision=precision)
     if self_kind is not None:
@@ -175,7 +181,7 @@ def align(
             return
     if not explicit:  # the model's calibrated extraction, if it has one
         extraction = al.resolve_extraction(translator, extraction)
-    view = al.resolve_view(translator, layer, heads, shift_att, merge.value)
+    view = al.resolve_view(translator, layer, heads, shift_att, merge.value, blend=blend_view)
     reverse = load(reverse_model, device=device, precision=precision) if reverse_model else None
     pairs = _pairs(src, tgt)  # type: ignore[arg-type]
     interactive = src == "-" and sys.stdin.isatty()  # answer each typed line at once
@@ -210,14 +216,17 @@ def _extraction(method: Method | None, threshold: float | None, sym: Sym | None,
 
 def _check_outputs(src: str | None, tgt: Path | None, calibrate: str | None,
                    html: Path | None, png: Path | None, self_kind: str | None = None,
-                   reverse_model: str | None = None, shift_att: bool | None = None) -> None:
+                   reverse_model: str | None = None, shift_att: bool | None = None,
+                   blend: str | None = None) -> None:
     from seqattn.alignviz import have_matplotlib
     from seqattn.errors import UsageError
 
     if self_kind is not None:
         clash = next((flag for flag, given in (("--calibrate", calibrate),
                                                ("--reverse-model", reverse_model),
-                                               ("--shift-att", shift_att)) if given), None)
+                                               ("--shift-att", shift_att),
+                                               ("--blend", blend)) if given is not None),
+                     None)
         if clash:
             raise UsageError(f"{clash} applies to cross-attention only, not to "
                              f"--attention {self_kind}")
@@ -407,13 +416,16 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
     if not STATE["quiet"]:
         table = Table(title=f"alignment views on {spec} (lowest AER first)",
                       title_justify="left", header_style="bold")
-        for name in ("layer", "heads", "shift", "links by", "AER%", "Prec%", "Rec%", "links"):
-            table.add_column(name, justify="left" if name in ("heads", "shift", "links by")
-                             else "right")
+        for name in ("layer", "heads", "shift", "blend", "links by", "AER%", "Prec%", "Rec%",
+                     "links"):
+            table.add_column(name, justify="left" if name in ("heads", "shift", "blend",
+                                                              "links by") else "right")
         ranked = sorted(rows, key=lambda r: r.scores.aer)
         for row in ranked[:SWEEP_ROWS_SHOWN]:
             s, ex = row.scores, row.extraction
+            b = row.view.blend
             table.add_row(str(row.view.layer), row.view.heads, "yes" if row.view.shift else "no",
+                          "–" if b is None else f"{b.layer}:{b.heads}:{b.weight:g}",
                           "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}",
                           f"{100 * s.aer:.1f}", f"{100 * s.precision:.1f}",
                           f"{100 * s.recall:.1f}", str(s.hyp_links),
@@ -422,7 +434,9 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
             table.caption = f"{len(ranked) - SWEEP_ROWS_SHOWN} more settings not shown"
         err_console().print(table)
     v, ex = best.view, best.extraction
-    log.info("stored the best setting in %s/seqattn.json: layer %d, heads %s, shift %s, %s "
-             "(AER %.1f%%)", translator.loaded.path, v.layer, v.heads, v.shift,
+    blended = "" if v.blend is None else \
+        f", blend {v.blend.layer}:{v.blend.heads}:{v.blend.weight:g}"
+    log.info("stored the best setting in %s/seqattn.json: layer %d, heads %s, shift %s%s, %s "
+             "(AER %.1f%%)", translator.loaded.path, v.layer, v.heads, v.shift, blended,
              "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}",
              100 * best.scores.aer)

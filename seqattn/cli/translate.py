@@ -100,6 +100,12 @@ def translate(
                                   help="Read each output word at the step where it was the "
                                        "decoder input \\[default: the model's view].")
     ] = None,
+    blend: Annotated[
+        str | None, typer.Option("--blend", show_default=False, metavar="LAYER:HEADS:WEIGHT",
+                                 help="Mix a second, plainly read view into the alignment "
+                                      "view (e.g. 2:mean:0.4), or none \\[default: the "
+                                      "model's view].")
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
     precision: Annotated[str, typer.Option(
         "--precision", help="fp32; bf16 runs the matrix products in bfloat16 (about twice "
@@ -116,8 +122,11 @@ def translate(
         raise UsageError("give sentences as arguments or with --input, not both")
     if n_best > (beam or n_best):
         raise UsageError(f"--n-best ({n_best}) cannot exceed --beam ({beam})")
+    from seqattn import align as al
+
+    blend_view = al.STORED if blend is None else al.Blend.parse(blend)
     translator = load(model, device=device, precision=precision)
-    _check_view(translator, layer, heads)
+    view = al.resolve_view(translator, layer, heads, shift_att, blend=blend_view)
     lines = iter(text) if text else _read(input or "-")
     need_attention = align or fmt is Format.jsonl
     table_console = None
@@ -131,24 +140,9 @@ def translate(
                                 batch_tokens=batch_tokens, attention=need_attention,
                                 chunk=max(1, min(256, batch_tokens // 16)))
     for tr in results:  # flushed line by line: a long file shows results as it goes
-        emit(_record(translator, tr, fmt, attention, layer, heads, shift_att), flush=True)
+        emit(_record(translator, tr, fmt, attention, view), flush=True)
         if table_console is not None and tr.hyps:
-            table_console.print(_table(translator, tr, layer, heads, shift_att))
-
-
-def _check_view(translator: Any, layer: int | None, heads: str | None) -> None:
-    from seqattn.errors import UsageError
-
-    cfg = translator.cfg.model
-    layers = cfg.dec_layers if cfg.arch == "transformer" else 1
-    n_heads = cfg.heads if cfg.arch == "transformer" else 1
-    if layer is not None and not 0 <= layer < layers:
-        raise UsageError(f"--layer {layer} is out of range; this model has {layers} decoder "
-                         f"layer(s): 0..{layers - 1}")
-    if heads is not None and heads not in ("mean", "max") and not (
-            heads.isdigit() and int(heads) < n_heads):
-        raise UsageError(f"--heads must be mean, max or a head number 0..{n_heads - 1}, "
-                         f"got '{heads}'")
+            table_console.print(_table(translator, tr, view))
 
 
 def _read(source: str) -> Iterator[str]:
@@ -158,8 +152,7 @@ def _read(source: str) -> Iterator[str]:
     return stream_lines(open_input(source), source)
 
 
-def _record(translator: Any, tr: Any, fmt: Format, attention: bool, layer: int | None,
-            heads: str | None, shift: bool | None = None) -> str:
+def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any) -> str:
     if fmt is Format.text:
         return "\t".join(h.text for h in tr.hyps)
     if fmt is Format.tsv:
@@ -167,11 +160,10 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, layer: int |
         for h in tr.hyps or [None]:
             cols += [h.text, f"{h.score:.4f}"] if h is not None else ["", ""]
         return "\t".join(cols)
-    return json.dumps(_json(translator, tr, attention, layer, heads, shift), ensure_ascii=False)
+    return json.dumps(_json(translator, tr, attention, view), ensure_ascii=False)
 
 
-def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
-          heads: str | None, shift: bool | None = None) -> dict[str, Any]:
+def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any]:
     from seqattn.align import extract_links, pharaoh, resolve_extraction
 
     obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
@@ -183,7 +175,7 @@ def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
     nbest = []
     ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
     for h in tr.hyps:
-        words, eos = translator.word_attention(tr, h, layer, heads, shift)
+        words, eos = translator.word_attention(tr, h, view=view)
         links = extract_links(words, ex.method, ex.threshold)
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
@@ -202,19 +194,20 @@ def _json(translator: Any, tr: Any, attention: bool, layer: int | None,
     return obj
 
 
-def _table(translator: Any, tr: Any, layer: int | None, heads: str | None,
-           shift: bool | None = None) -> Any:
+def _table(translator: Any, tr: Any, view: Any) -> Any:
     from rich.table import Table
 
     from seqattn.align import entropy
 
     hyp = tr.hyps[0]
-    words, eos = translator.word_attention(tr, hyp, layer, heads, shift)
-    view_layer, view_heads = translator.default_view()
+    words, eos = translator.word_attention(tr, hyp, view=view)
     where = "" if translator.cfg.model.arch != "transformer" else \
-        f", layer {view_layer if layer is None else layer}, heads {heads or view_heads}"
-    if translator.default_shift() if shift is None else shift:
+        f", layer {view.layer}, heads {view.heads}"
+    if view.shift:
         where += ", shift-att (each word read where it was the decoder input)"
+    if view.blend is not None:
+        b = view.blend
+        where += f", blended {b.weight:g} with layer {b.layer}, heads {b.heads}"
     table = Table(title=f"{tr.source}\n→ {hyp.text}", title_justify="left",
                   caption=f"beam attention of the best hypothesis{where}",
                   caption_justify="left", header_style="bold")
