@@ -386,6 +386,29 @@ def resolve_extraction(translator: Translator, default: Extraction | None = None
     return Extraction(str(stored["method"]), stored.get("threshold"), default.sym)
 
 
+def both_ways(words: Tensor, reverse_words: Tensor, extraction: Extraction) -> set[Link]:
+    """Links from both directions' word attention, ``words`` (n_tgt, n_src) and
+    ``reverse_words`` (n_src, n_tgt): a soft ``extraction.sym`` combines the matrices and then
+    extracts; a heuristic extracts from each and combines the link sets."""
+    if extraction.sym in SOFT:
+        return extract_links(soft_symmetrize(words, reverse_words, extraction.sym),
+                             extraction.method, extraction.threshold)
+    forward = extract_links(words, extraction.method, extraction.threshold)
+    flipped = {(s, t) for t, s in extract_links(reverse_words, extraction.method,
+                                                extraction.threshold)}
+    return symmetrize(forward, flipped, extraction.sym)
+
+
+def resolve_sym_extraction(translator: Translator, default: Extraction) -> Extraction:
+    """With a reverse model and no --sym/--method/--threshold: the symmetrization stored by
+    ``--calibrate GOLD --reverse-model`` (:func:`seqattn.calibrate.calibrate_sym`), else
+    ``default``."""
+    stored = translator.loaded.meta.get("alignment", {}).get("sym")
+    if not stored:
+        return default
+    return Extraction(str(stored["method"]), stored.get("threshold"), str(stored["sym"]))
+
+
 def force_align(translator: Translator, pairs: Iterable[tuple[str, str]],
                 view: View | None = None, batch_tokens: int = 4096, chunk: int = 256,
                 keep_weights: bool = False) -> list[PairAlignment]:
@@ -517,14 +540,7 @@ def align(translator: Translator, pairs: Iterable[tuple[str, str]], view: View |
             rec.links = extract_links(rec.words, extraction.method, extraction.threshold)
             if backward is not None and backward[k].words is not None:
                 rec.reverse_words = backward[k].words                   # (n_src, n_tgt)
-                if extraction.sym in SOFT:  # combine the matrices, then extract
-                    rec.links = extract_links(
-                        soft_symmetrize(rec.words, rec.reverse_words, extraction.sym),
-                        extraction.method, extraction.threshold)
-                else:
-                    flipped = {(s, t) for t, s in extract_links(
-                        rec.reverse_words, extraction.method, extraction.threshold)}
-                    rec.links = symmetrize(rec.links, flipped, extraction.sym)
+                rec.links = both_ways(rec.words, rec.reverse_words, extraction)
             if check:
                 rec.checks = evidence(rec.words, rec.eos,       # type: ignore[arg-type]
                                       rec.tgt.words)            # type: ignore[union-attr]

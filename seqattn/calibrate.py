@@ -172,6 +172,7 @@ def store_view(translator: Translator, row: SweepRow) -> dict[str, Any]:
                "method": row.extraction.method, "threshold": row.extraction.threshold,
                "aer": round(row.scores.aer, 6)}
     setting.pop("blend", None)
+    setting.pop("sym", None)  # tuned for the old view
     if row.view.blend is not None:
         setting["blend"] = row.view.blend.as_dict()
     path = translator.loaded.path
@@ -191,4 +192,41 @@ def calibrate(translator: Translator, spec: str | Path, extraction: al.Extractio
     best = best_row(rows)
     if store:
         store_view(translator, best)
+    return rows, best
+
+
+def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
+                  extraction: al.Extraction | None = None, batch_tokens: int = 4096,
+                  store: bool = True) -> tuple[list[SweepRow], SweepRow]:
+    """Sweep the symmetrizations (every heuristic and soft one) × link extractions of both
+    directions, each model read with its own stored view, on the gold set ``spec``; store the
+    best in the forward model's ``seqattn.json`` as ``"alignment": {"sym": {"sym", "method",
+    "threshold", "aer", "reverse"}}``, which ``align --reverse-model`` then uses by default."""
+    from seqattn.checkpoint import read_meta, write_meta
+    from seqattn.symmetrize import HEURISTICS, SOFT
+
+    pairs, gold = read_gold(spec)
+    view = al.resolve_view(translator)
+    forward = al.force_align(translator, pairs, view, batch_tokens=batch_tokens)
+    backward = al.force_align(reverse, [(t, s) for s, t in pairs], al.resolve_view(reverse),
+                              batch_tokens=batch_tokens)
+    sure, possible = [g.sure for g in gold], [g.possible for g in gold]
+    rows = []
+    for sym in (*HEURISTICS, *SOFT):
+        for ex in candidate_extractions(extraction):
+            ex = al.Extraction(ex.method, ex.threshold, sym)
+            hyps = [set() if f.words is None or b.words is None else
+                    al.both_ways(f.words, b.words, ex) for f, b in zip(forward, backward)]
+            rows.append(SweepRow(view, aer(hyps, sure, possible), ex))
+    best = best_row(rows)
+    if store:
+        path = translator.loaded.path
+        meta = read_meta(path)
+        setting = {**meta.get("alignment", {}), "sym": {
+            "sym": best.extraction.sym, "method": best.extraction.method,
+            "threshold": best.extraction.threshold, "aer": round(best.scores.aer, 6),
+            "reverse": reverse.loaded.path.name}}
+        meta["alignment"] = setting
+        write_meta(path, meta)
+        translator.loaded.meta["alignment"] = setting
     return rows, best

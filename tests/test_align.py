@@ -702,6 +702,52 @@ def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny
         assert best is best_plain
 
 
+def test_calibrate_with_a_reverse_model_stores_the_best_symmetrization(tiny_transformer,
+                                                                         tmp_path, capsys):
+    from seqattn.calibrate import calibrate_sym, store_view
+    from seqattn.symmetrize import HEURISTICS, SOFT
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_transformer, model)
+    gold = [("A dog runs .", "Ein Hund rennt .", "1-1 2-2 3-3 4p4"),
+            ("Two men talk", "Zwei Männer reden", "1-3 2-2 3-1"),
+            ("a b c d", "d c b a", "1-4 2-3 3-2 4-1")]
+    files = []
+    for k, suffix in enumerate(("src", "tgt", "talp")):
+        path = tmp_path / f"g.{suffix}"
+        path.write_text("".join(g[k] + "\n" for g in gold), encoding="utf-8")
+        files.append(str(path))
+    spec = ",".join(files)
+    seqattn = __import__("seqattn")
+    tr, rev = seqattn.load(model), seqattn.load(tiny_transformer)
+    rows, best = calibrate_sym(tr, rev, spec, store=False)
+    assert len(rows) == 4 * (len(HEURISTICS) + len(SOFT))
+    assert best.scores.aer == min(r.scores.aer for r in rows)
+    # each row's AER is that of align() run with the row's extraction
+    pairs = [(g[0], g[1]) for g in gold]
+    sure = [{(int(x.split("-")[0]) - 1, int(x.split("-")[1]) - 1) for x in g[2].split()
+             if "-" in x} for g in gold]
+    possible = [ss | {(int(x.split("p")[0]) - 1, int(x.split("p")[1]) - 1)
+                      for x in g[2].split() if "p" in x} for ss, g in zip(sure, gold)]
+    for row in rows[::5]:
+        links = [r.links for r in al.align(tr, pairs, None, row.extraction, rev)]
+        assert aer(links, sure, possible).aer == pytest.approx(row.scores.aer)
+    # the CLI stores the winner and later --reverse-model runs use it
+    code, out, err = _cli(["align", "-m", str(model), "--reverse-model", str(tiny_transformer),
+                           "--calibrate", spec], capsys)
+    assert code == 0 and "both directions" in err, err
+    stored = read_meta(model)["alignment"]["sym"]
+    assert set(stored) == {"sym", "method", "threshold", "aer", "reverse"}
+    explicit = ["--sym", stored["sym"], "--method", stored["method"]] + (
+        ["--threshold", str(stored["threshold"])] if stored["threshold"] is not None else [])
+    runs = [_cli(["align", "-m", str(model), "--reverse-model", str(tiny_transformer), *extra,
+                  files[0], files[1]], capsys) for extra in ([], explicit)]
+    assert runs[0][0] == 0 and runs[0][1] == runs[1][1], runs
+    # calibrating the view again drops the symmetrization tuned for the old one
+    store_view(seqattn.load(model), best)
+    assert "sym" not in read_meta(model)["alignment"]
+
+
 def test_blend_flag_reaches_the_view_and_none_turns_it_off(tiny_transformer, capsys,
                                                            monkeypatch):
     code, out, err = _cli(["align", "-m", str(tiny_transformer), "-", "-f", "jsonl",

@@ -136,7 +136,8 @@ def align(
         "--sym", show_default=False,
         help="Symmetrization with --reverse-model: a heuristic on both directions' links, or "
              "mean/geomean of both directions' attention, then --method/--threshold "
-             "\\[default: grow-diag-final].")] = None,
+             "\\[default: the calibrated one (--calibrate with --reverse-model), else "
+             "grow-diag-final].")] = None,
     check: Annotated[bool, typer.Option(
         "--check", help="Flag possible omissions, repetitions, flat rows, eos mass.")] = False,
     html: Annotated[Path | None, typer.Option(
@@ -146,7 +147,8 @@ def align(
     calibrate: Annotated[str | None, typer.Option(
         "--calibrate", show_default=False,
         help="Gold set (directory with *.src *.tgt *.talp, or SRC,TGT,TALP): sweep the views, "
-             "store the best in the model's seqattn.json.")] = None,
+             "store the best in the model's seqattn.json; with --reverse-model also sweep "
+             "the symmetrizations and store the best for later --reverse-model runs.")] = None,
     batch_tokens: Annotated[int, typer.Option(
         "--batch-tokens", min=1, help="Padded tokens per batch.")] = 4096,
     device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
@@ -174,15 +176,20 @@ def align(
         _write_all(records, fmt, html, png)
         return
     explicit = method is not None or threshold is not None
+    reverse = load(reverse_model, device=device, precision=precision) if reverse_model else None
     if calibrate is not None:
         _calibrate(translator, calibrate, extraction if explicit else None, merge.value,
                    batch_tokens)
+        if reverse is not None:
+            _calibrate_sym(translator, reverse, calibrate, extraction if explicit else None,
+                           batch_tokens)
         if src is None:
             return
     if not explicit:  # the model's calibrated extraction, if it has one
         extraction = al.resolve_extraction(translator, extraction)
+        if reverse is not None and sym is None:  # and its calibrated symmetrization
+            extraction = al.resolve_sym_extraction(translator, extraction)
     view = al.resolve_view(translator, layer, heads, shift_att, merge.value, blend=blend_view)
-    reverse = load(reverse_model, device=device, precision=precision) if reverse_model else None
     pairs = _pairs(src, tgt)  # type: ignore[arg-type]
     interactive = src == "-" and sys.stdin.isatty()  # answer each typed line at once
     chunk = 1 if interactive else max(1, min(256, batch_tokens // 16))
@@ -404,6 +411,34 @@ def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:
     if png is not None:
         drawn = alignviz.write_png(png, records)
         log.info("wrote %s (%d pairs drawn)", png, drawn)
+
+
+def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any,
+                   batch_tokens: int) -> None:
+    from rich.table import Table
+
+    from seqattn.calibrate import calibrate_sym
+
+    rows, best = calibrate_sym(translator, reverse, spec, extraction, batch_tokens)
+    if not STATE["quiet"]:
+        table = Table(title=f"both directions on {spec} (lowest AER first)",
+                      title_justify="left", header_style="bold")
+        for name in ("sym", "links by", "AER%", "Prec%", "Rec%", "links"):
+            table.add_column(name, justify="left" if name in ("sym", "links by") else "right")
+        ranked = sorted(rows, key=lambda r: r.scores.aer)
+        for row in ranked[:SWEEP_ROWS_SHOWN]:
+            s, ex = row.scores, row.extraction
+            table.add_row(ex.sym, _links_by(ex), f"{100 * s.aer:.1f}",
+                          f"{100 * s.precision:.1f}", f"{100 * s.recall:.1f}",
+                          str(s.hyp_links), style="bold" if row is best else "")
+        err_console().print(table)
+    log.info("stored the best symmetrization in %s/seqattn.json: --sym %s, %s (AER %.1f%%); "
+             "align --reverse-model uses it by default", translator.loaded.path,
+             best.extraction.sym, _links_by(best.extraction), 100 * best.scores.aer)
+
+
+def _links_by(ex: Any) -> str:
+    return "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}"
 
 
 def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
