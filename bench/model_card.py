@@ -33,6 +33,33 @@ def _bleu(block: dict, metric: str = "bleu") -> tuple[float, str]:
     return score["score"], score["signature"]
 
 
+def _links_by(method: str, threshold: float | None) -> str:
+    return "the argmax per target word" if method == "argmax" else \
+        f"every word pair with weight ≥ {threshold:g}" + (" and the argmax" if method == "both"
+                                                          else "")
+
+
+def _view_sentence(al: dict, rnn: bool = False) -> str:
+    """The model's stored alignment setting in words (what ``seqattn align`` reads by default)."""
+    if "layer" not in al:
+        return "Alignment view: the default (penultimate decoder layer, mean over heads)."
+    heads = f"head {al['heads']}" if str(al["heads"]).isdigit() else f"{al['heads']} over heads"
+    where = "the attention itself" if rnn else f"decoder layer {al['layer']}, {heads}"
+    text = (f"Alignment view (stored in `seqattn.json` by `seqattn align --calibrate` on the "
+            f"gold set below, so the AER there is a tuned figure): {where}"
+            + (", shift-att" if al.get("shift") else ""))
+    if al.get("blend"):
+        b = al["blend"]
+        text += f", blended {b['weight']:g} with layer {b['layer']} ({b['heads']} over heads)"
+    text += f"; links: {_links_by(al.get('method', 'argmax'), al.get('threshold'))}."
+    if al.get("sym"):
+        y = al["sym"]
+        text += (f" With `--reverse-model {y['reverse']}`: `--sym {y['sym']}`, links "
+                 f"{_links_by(y['method'], y['threshold'])} (AER {100 * y['aer']:.1f}% on "
+                 "that set, also calibrated).")
+    return text
+
+
 def _cell(signature: str) -> str:
     """A sacreBLEU signature inside a Markdown table cell (its '|' would end the cell)."""
     return "`" + signature.replace("|", "\\|") + "`"
@@ -95,6 +122,7 @@ def main() -> None:
               f"| paper: lowercased, Moses-tokenized | {paper:.1f} | {_cell(paper_sig)} |", "",
               f"chrF2 (sacreBLEU): {chrf:.1f}."]
     if "dev_aer" in entry:
+        lines += ["", _view_sentence(meta.get("alignment", {}), m["arch"] != "transformer")]
         a = entry["dev_aer"]["alignments"][0]
         flipped = "" if (src, tgt) == ("en", "de") else f", aligned {src}→{tgt} and scored " \
             "against the gold flipped (`evaluate --align --reverse`)"
