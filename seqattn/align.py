@@ -261,23 +261,29 @@ def resolve_view(translator: Translator, layer: int | None = None, heads: str | 
                  shift: bool | None = None, merge: str = "sum",
                  blend: Blend | None = STORED) -> View:
     """A validated view: given values, else the model's calibrated ones, else the defaults
-    (:meth:`Translator.default_view`; shift off; no blend). ``blend=None`` turns a stored
-    blend off."""
+    (:meth:`Translator.default_view`; shift off; no blend). A stored blend is tuned for the
+    stored view, so it applies only when ``layer``, ``heads`` and ``shift`` are all left to
+    the model; ``blend=None`` turns it off."""
     default_layer, default_heads = translator.default_view()
     stored = translator.loaded.meta.get("alignment", {})
+    if blend is STORED:
+        own = layer is None and heads is None and shift is None
+        blend = Blend.from_dict(stored.get("blend")) if own else None
+        blend_note = " (read from the model's seqattn.json; --blend none turns it off)"
+    else:
+        blend_note = ""
     view = View(default_layer if layer is None else layer,
                 default_heads if heads is None else str(heads),
                 bool(stored.get("shift", False)) if shift is None else shift, merge,
-                blend=Blend.from_dict(stored.get("blend")) if blend is STORED else blend)
+                blend=blend)
     n_layers, n_heads = model_shape(translator)
     note = {k: "" if given is not None else " (read from the model's seqattn.json)"
             for k, given in (("layer", layer), ("heads", heads))}
     check_layer_heads(view.layer, view.heads, n_layers, n_heads, "--layer", "--heads",
                       note["layer"], note["heads"])
     if view.blend is not None:
-        where = "" if blend is not STORED else " (read from the model's seqattn.json)"
         check_layer_heads(view.blend.layer, view.blend.heads, n_layers, n_heads,
-                          "--blend layer", "--blend heads", where, where)
+                          "--blend layer", "--blend heads", blend_note, blend_note)
     if merge not in MERGES:
         raise UsageError(f"--merge must be one of: {', '.join(MERGES)}; got '{merge}'")
     return view
@@ -399,14 +405,28 @@ def both_ways(words: Tensor, reverse_words: Tensor, extraction: Extraction) -> s
     return symmetrize(forward, flipped, extraction.sym)
 
 
-def resolve_sym_extraction(translator: Translator, default: Extraction) -> Extraction:
-    """With a reverse model and no --sym/--method/--threshold: the symmetrization stored by
-    ``--calibrate GOLD --reverse-model`` (:func:`seqattn.calibrate.calibrate_sym`), else
-    ``default``."""
+def resolve_sym_extraction(translator: Translator, given: Extraction, sym_given: bool,
+                           extraction_given: bool, reverse_name: str | None = None
+                           ) -> Extraction:
+    """How to combine both directions: the flags the user gave, the rest from the
+    symmetrization stored by ``--calibrate GOLD --reverse-model``
+    (:func:`seqattn.calibrate.calibrate_sym`). ``given`` holds the user's method and threshold
+    (else the view's calibrated ones) and sym (else grow-diag-final). The stored sym applies
+    unless ``sym_given``; its method and threshold apply unless ``extraction_given`` or the
+    user chose another sym."""
+    import logging
+
     stored = translator.loaded.meta.get("alignment", {}).get("sym")
     if not stored:
-        return default
-    return Extraction(str(stored["method"]), stored.get("threshold"), str(stored["sym"]))
+        return given
+    if reverse_name is not None and stored.get("reverse") not in (None, reverse_name):
+        logging.getLogger(__name__).warning(
+            "the stored symmetrization was calibrated with reverse model '%s', not '%s'",
+            stored.get("reverse"), reverse_name)
+    sym = given.sym if sym_given else str(stored["sym"])
+    if extraction_given or sym != stored["sym"]:
+        return Extraction(given.method, given.threshold, sym)
+    return Extraction(str(stored["method"]), stored.get("threshold"), sym)
 
 
 def force_align(translator: Translator, pairs: Iterable[tuple[str, str]],

@@ -32,7 +32,9 @@ def _view_text(rec: PairAlignment) -> str:
         return ""
     v = rec.view
     kind = "" if v.attention == "cross" else f"{v.attention} self-attention, "
-    return (f"{kind}layer {v.layer}, heads {v.heads}{', shift-att' if v.shift else ''}, "
+    blend = "" if v.blend is None else \
+        f", blended {v.blend.weight:g} with layer {v.blend.layer}, heads {v.blend.heads}"
+    return (f"{kind}layer {v.layer}, heads {v.heads}{', shift-att' if v.shift else ''}{blend}, "
             f"merge {v.merge}")
 
 

@@ -196,7 +196,8 @@ def calibrate(translator: Translator, spec: str | Path, extraction: al.Extractio
 
 
 def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
-                  extraction: al.Extraction | None = None, batch_tokens: int = 4096,
+                  extraction: al.Extraction | None = None, merge: str = "sum",
+                  batch_tokens: int = 4096,
                   store: bool = True) -> tuple[list[SweepRow], SweepRow]:
     """Sweep the symmetrizations (every heuristic and soft one) × link extractions of both
     directions, each model read with its own stored view, on the gold set ``spec``; store the
@@ -206,10 +207,10 @@ def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
     from seqattn.symmetrize import HEURISTICS, SOFT
 
     pairs, gold = read_gold(spec)
-    view = al.resolve_view(translator)
+    view = al.resolve_view(translator, merge=merge)
     forward = al.force_align(translator, pairs, view, batch_tokens=batch_tokens)
-    backward = al.force_align(reverse, [(t, s) for s, t in pairs], al.resolve_view(reverse),
-                              batch_tokens=batch_tokens)
+    backward = al.force_align(reverse, [(t, s) for s, t in pairs],
+                              al.resolve_view(reverse, merge=merge), batch_tokens=batch_tokens)
     sure, possible = [g.sure for g in gold], [g.possible for g in gold]
     rows = []
     for sym in (*HEURISTICS, *SOFT):

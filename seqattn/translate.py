@@ -234,11 +234,8 @@ class Translator:
             raise UsageError("no attention was kept for this translation")
         if view is None:
             view = al.resolve_view(self, layer, heads, shift, blend=blend)
-        weights = hyp.weights                                              # (L, H, T, S)
-        if weights.shape[2] == len(hyp.word_of_piece):  # cut at the length limit: no eos step
-            weights = torch.cat([weights, weights.new_zeros(*weights.shape[:2], 1,
-                                                            weights.shape[3])], dim=2)
-        return al.word_weights(al.view_rows(weights, view), hyp.word_of_piece,
+        # hyp.weights: (L, H, Tp + 1, S), the last row the eos step (forced at the limit)
+        return al.word_weights(al.view_rows(hyp.weights, view), hyp.word_of_piece,
                                tr.src.word_of_piece, len(hyp.words), len(tr.src.words))
 
 

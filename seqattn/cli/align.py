@@ -136,8 +136,8 @@ def align(
         "--sym", show_default=False,
         help="Symmetrization with --reverse-model: a heuristic on both directions' links, or "
              "mean/geomean of both directions' attention, then --method/--threshold "
-             "\\[default: the calibrated one (--calibrate with --reverse-model), else "
-             "grow-diag-final].")] = None,
+             "\\[default: the one stored by --calibrate with --reverse-model, with its "
+             "method and threshold unless given; else grow-diag-final].")] = None,
     check: Annotated[bool, typer.Option(
         "--check", help="Flag possible omissions, repetitions, flat rows, eos mass.")] = False,
     html: Annotated[Path | None, typer.Option(
@@ -182,13 +182,14 @@ def align(
                    batch_tokens)
         if reverse is not None:
             _calibrate_sym(translator, reverse, calibrate, extraction if explicit else None,
-                           batch_tokens)
+                           merge.value, batch_tokens)
         if src is None:
             return
     if not explicit:  # the model's calibrated extraction, if it has one
         extraction = al.resolve_extraction(translator, extraction)
-        if reverse is not None and sym is None:  # and its calibrated symmetrization
-            extraction = al.resolve_sym_extraction(translator, extraction)
+    if reverse is not None:  # and its calibrated symmetrization, for what was not given
+        extraction = al.resolve_sym_extraction(translator, extraction, sym is not None,
+                                               explicit, reverse.loaded.path.name)
     view = al.resolve_view(translator, layer, heads, shift_att, merge.value, blend=blend_view)
     pairs = _pairs(src, tgt)  # type: ignore[arg-type]
     interactive = src == "-" and sys.stdin.isatty()  # answer each typed line at once
@@ -413,13 +414,13 @@ def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:
         log.info("wrote %s (%d pairs drawn)", png, drawn)
 
 
-def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any,
+def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any, merge: str,
                    batch_tokens: int) -> None:
     from rich.table import Table
 
     from seqattn.calibrate import calibrate_sym
 
-    rows, best = calibrate_sym(translator, reverse, spec, extraction, batch_tokens)
+    rows, best = calibrate_sym(translator, reverse, spec, extraction, merge, batch_tokens)
     if not STATE["quiet"]:
         table = Table(title=f"both directions on {spec} (lowest AER first)",
                       title_justify="left", header_style="bold")

@@ -126,9 +126,11 @@ def translate(
 
     blend_view = al.STORED if blend is None else al.Blend.parse(blend)
     translator = load(model, device=device, precision=precision)
-    view = al.resolve_view(translator, layer, heads, shift_att, blend=blend_view)
-    lines = iter(text) if text else _read(input or "-")
     need_attention = align or fmt is Format.jsonl
+    view = None
+    if need_attention or any(x is not None for x in (layer, heads, shift_att, blend)):
+        view = al.resolve_view(translator, layer, heads, shift_att, blend=blend_view)
+    lines = iter(text) if text else _read(input or "-")
     table_console = None
     if align:
         table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
