@@ -5,8 +5,8 @@ and head; then each view — layer × heads (mean, max, each head) × {plain, sh
 each way of extracting links (argmax per target word, or every pair with weight ≥ 0.3, 0.4,
 0.5; only the one asked for when ``--method``/``--threshold`` are given) is scored with the
 alignment error rate (:func:`seqattn.aer.aer`). Then, for a Transformer, the best of those
-views is blended with a second view read plainly (:class:`seqattn.align.Blend`: each layer ×
-{mean, max} at weights ``BLEND_WEIGHTS``), with every extraction again. The lowest AER wins
+views is blended with a second view read plainly (:class:`seqattn.align.Blend`: each layer's
+head mean at weights ``BLEND_WEIGHTS``), with every extraction again. The lowest AER wins
 (ties: the first in that order, so the simpler setting; a blend only when it is strictly
 better). The winner is stored in the model directory's ``seqattn.json`` as ``"alignment":
 {"layer", "heads", "shift", "blend", "method", "threshold", "aer"}`` (other keys there are
@@ -114,14 +114,15 @@ def candidate_views(translator: Translator, merge: str = "sum") -> list[al.View]
 
 
 def blended_views(translator: Translator, view: al.View) -> list[al.View]:
-    """``view`` blended with each layer × {mean, max}, read plainly, at each of
-    ``BLEND_WEIGHTS``; none for a model with one layer and one head (an RNN)."""
+    """``view`` blended with each layer's head mean, read plainly, at each of
+    ``BLEND_WEIGHTS``; none for a model with one layer and one head (an RNN). Only the mean:
+    a blend of two distributions is a distribution, so the weights a table shows still sum to
+    one (``--blend LAYER:max:W`` remains a manual choice)."""
     n_layers, n_heads = al.model_shape(translator)
     if n_layers * n_heads == 1:
         return []
-    return [replace(view, blend=al.Blend(layer, heads, weight))
-            for layer in range(n_layers) for heads in ("mean", "max")
-            for weight in BLEND_WEIGHTS]
+    return [replace(view, blend=al.Blend(layer, "mean", weight))
+            for layer in range(n_layers) for weight in BLEND_WEIGHTS]
 
 
 def sweep(translator: Translator, pairs: list[tuple[str, str]], gold: list[GoldAlignment],

@@ -691,7 +691,8 @@ def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny
     blended = [r for r in rows if r.view.blend is not None]
     n_layers, _ = al.model_shape(tr)
     assert len(plain) == 4 * len(candidate_views(tr))
-    assert len(blended) == 4 * n_layers * 2 * len(BLEND_WEIGHTS)
+    assert len(blended) == 4 * n_layers * len(BLEND_WEIGHTS)
+    assert {r.view.blend.heads for r in blended} == {"mean"}
     best_plain = min(plain, key=lambda r: r.scores.aer)
     # every blend is the best plain view plus a second view
     assert {dataclasses.replace(r.view, blend=None) for r in blended} == {best_plain.view}
