@@ -215,10 +215,6 @@ class Translator:
         default_layer = max(layers - 2, 0)
         return int(stored.get("layer", default_layer)), str(stored.get("heads", "mean"))
 
-    def default_shift(self) -> bool:
-        """Whether alignments read shift-att rows by default (a calibrated or guided choice)."""
-        return bool(self.loaded.meta.get("alignment", {}).get("shift", False))
-
     def word_attention(self, tr: Translation, hyp: Hyp, layer: int | None = None,
                        heads: str | None = None, shift: bool | None = None,
                        blend: Any = al.STORED,

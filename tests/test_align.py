@@ -9,6 +9,7 @@ import json
 import re
 import shutil
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -645,16 +646,27 @@ def test_soft_symmetrization_through_the_cli(tiny_transformer, capsys, monkeypat
     assert {tuple(x) for x in row["links"]} == expected and expected
 
 
-def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tmp_path, capsys):
-    model = tmp_path / "model"
-    shutil.copytree(tiny_transformer, model)
-    gold = [("A dog runs .", "Ein Hund rennt .", "1-1 2-2 3-3 4p4"),
-            ("Two men talk", "Zwei Männer reden", "1-1 2-2 3-3")]
+SMALL_GOLD = [("A dog runs .", "Ein Hund rennt .", "1-1 2-2 3-3 4p4"),
+              ("Two men talk", "Zwei Männer reden", "1-3 2-2 3-1"),
+              ("a b c d", "d c b a", "1-4 2-3 3-2 4-1")]
+
+
+def _write_gold(tmp_path: Path, gold: list[tuple[str, str, str]]) -> list[str]:
+    """A gold set as g.src, g.tgt, g.talp under ``tmp_path``; their paths."""
     files = []
     for k, suffix in enumerate(("src", "tgt", "talp")):
         path = tmp_path / f"g.{suffix}"
         path.write_text("".join(g[k] + "\n" for g in gold), encoding="utf-8")
         files.append(str(path))
+    return files
+
+
+def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tmp_path, capsys):
+    model = tmp_path / "model"
+    shutil.copytree(tiny_transformer, model)
+    gold = [("A dog runs .", "Ein Hund rennt .", "1-1 2-2 3-3 4p4"),
+            ("Two men talk", "Zwei Männer reden", "1-1 2-2 3-3")]
+    files = _write_gold(tmp_path, gold)
     code, out, err = _cli(["align", "-m", str(model), "--calibrate", ",".join(files)], capsys)
     assert code == 0, err
     assert out == "" and "AER%" in err and "shift" in err
@@ -678,14 +690,7 @@ def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny
     from seqattn.calibrate import BLEND_WEIGHTS, calibrate, candidate_views
 
     tr = __import__("seqattn").load(tiny_transformer)
-    gold = [("A dog runs .", "Ein Hund rennt .", "1-1 2-2 3-3 4p4"),
-            ("Two men talk", "Zwei Männer reden", "1-3 2-2 3-1"),
-            ("a b c d", "d c b a", "1-4 2-3 3-2 4-1")]
-    files = []
-    for k, suffix in enumerate(("src", "tgt", "talp")):
-        path = tmp_path / f"g.{suffix}"
-        path.write_text("".join(g[k] + "\n" for g in gold), encoding="utf-8")
-        files.append(str(path))
+    files = _write_gold(tmp_path, SMALL_GOLD)
     rows, best = calibrate(tr, ",".join(files), store=False)
     plain = [r for r in rows if r.view.blend is None]
     blended = [r for r in rows if r.view.blend is not None]
@@ -706,14 +711,7 @@ def test_calibrate_with_a_reverse_model_stores_the_best_symmetrization(tiny_tran
 
     model = tmp_path / "model"
     shutil.copytree(tiny_transformer, model)
-    gold = [("A dog runs .", "Ein Hund rennt .", "1-1 2-2 3-3 4p4"),
-            ("Two men talk", "Zwei Männer reden", "1-3 2-2 3-1"),
-            ("a b c d", "d c b a", "1-4 2-3 3-2 4-1")]
-    files = []
-    for k, suffix in enumerate(("src", "tgt", "talp")):
-        path = tmp_path / f"g.{suffix}"
-        path.write_text("".join(g[k] + "\n" for g in gold), encoding="utf-8")
-        files.append(str(path))
+    files = _write_gold(tmp_path, SMALL_GOLD)
     spec = ",".join(files)
     seqattn = __import__("seqattn")
     tr, rev = seqattn.load(model), seqattn.load(tiny_transformer)
@@ -721,6 +719,7 @@ def test_calibrate_with_a_reverse_model_stores_the_best_symmetrization(tiny_tran
     assert len(rows) == 4 * (len(HEURISTICS) + len(SOFT))
     assert best.scores.aer == min(r.scores.aer for r in rows)
     # each row's AER is that of align() run with the row's extraction
+    gold = SMALL_GOLD
     pairs = [(g[0], g[1]) for g in gold]
     sure = [{(int(x.split("-")[0]) - 1, int(x.split("-")[1]) - 1) for x in g[2].split()
              if "-" in x} for g in gold]

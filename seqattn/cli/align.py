@@ -462,7 +462,7 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
             b = row.view.blend
             table.add_row(str(row.view.layer), row.view.heads, "yes" if row.view.shift else "no",
                           "–" if b is None else f"{b.layer}:{b.heads}:{b.weight:g}",
-                          "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}",
+                          _links_by(ex),
                           f"{100 * s.aer:.1f}", f"{100 * s.precision:.1f}",
                           f"{100 * s.recall:.1f}", str(s.hyp_links),
                           style="bold" if row is best else "")
@@ -474,5 +474,5 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
         f", blend {v.blend.layer}:{v.blend.heads}:{v.blend.weight:g}"
     log.info("stored the best setting in %s/seqattn.json: layer %d, heads %s, shift %s%s, %s "
              "(AER %.1f%%)", translator.loaded.path, v.layer, v.heads, v.shift, blended,
-             "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}",
+             _links_by(ex),
              100 * best.scores.aer)
