@@ -166,8 +166,6 @@ def best_row(rows: list[SweepRow]) -> SweepRow:
 
 def store_view(translator: Translator, row: SweepRow) -> dict[str, Any]:
     """Write the view into the model's ``seqattn.json`` (other keys kept) and use it now."""
-    from seqattn.checkpoint import read_meta, write_meta
-
     setting = {**translator.loaded.meta.get("alignment", {}),
                "layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
                "method": row.extraction.method, "threshold": row.extraction.threshold,
@@ -176,6 +174,14 @@ def store_view(translator: Translator, row: SweepRow) -> dict[str, Any]:
     setting.pop("sym", None)  # tuned for the old view
     if row.view.blend is not None:
         setting["blend"] = row.view.blend.as_dict()
+    return _store_alignment(translator, setting)
+
+
+def _store_alignment(translator: Translator, setting: dict[str, Any]) -> dict[str, Any]:
+    """Write ``setting`` as the model's ``"alignment"`` in its ``seqattn.json`` (other keys
+    kept) and use it now."""
+    from seqattn.checkpoint import read_meta, write_meta
+
     path = translator.loaded.path
     meta = read_meta(path)
     meta["alignment"] = setting
@@ -204,7 +210,6 @@ def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
     directions, each model read with its own stored view, on the gold set ``spec``; store the
     best in the forward model's ``seqattn.json`` as ``"alignment": {"sym": {"sym", "method",
     "threshold", "aer", "reverse"}}``, which ``align --reverse-model`` then uses by default."""
-    from seqattn.checkpoint import read_meta, write_meta
     from seqattn.symmetrize import HEURISTICS, SOFT
 
     pairs, gold = read_gold(spec)
@@ -222,13 +227,8 @@ def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
             rows.append(SweepRow(view, aer(hyps, sure, possible), ex))
     best = best_row(rows)
     if store:
-        path = translator.loaded.path
-        meta = read_meta(path)
-        setting = {**meta.get("alignment", {}), "sym": {
+        _store_alignment(translator, {**translator.loaded.meta.get("alignment", {}), "sym": {
             "sym": best.extraction.sym, "method": best.extraction.method,
             "threshold": best.extraction.threshold, "aer": round(best.scores.aer, 6),
-            "reverse": reverse.loaded.path.name}}
-        meta["alignment"] = setting
-        write_meta(path, meta)
-        translator.loaded.meta["alignment"] = setting
+            "reverse": reverse.loaded.path.name}})
     return rows, best
