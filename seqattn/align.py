@@ -36,6 +36,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -429,11 +430,27 @@ def resolve_sym_extraction(translator: Translator, given: Extraction, sym_given:
     return Extraction(str(stored["method"]), stored.get("threshold"), sym)
 
 
-def force_align(translator: Translator, pairs: Iterable[tuple[str, str]],
+def force_align(translator: Translator | str | Path, pairs: Iterable[tuple[str, str]],
                 view: View | None = None, batch_tokens: int = 4096, chunk: int = 256,
-                keep_weights: bool = False) -> list[PairAlignment]:
-    """Force-decode each (source, target) pair; see :func:`stream_force_align`."""
-    return list(stream_force_align(translator, pairs, view, batch_tokens, chunk, keep_weights))
+                keep_weights: bool = False,
+                extraction: Extraction | None = None) -> list[PairAlignment]:
+    """Force-decode each (source, target) pair and link its words, as ``seqattn align`` does.
+
+    ``translator`` is a loaded model or a model directory / shipped name. Each result holds the
+    word attention under ``view`` (default: the model's calibrated view) and ``links`` (0-based
+    (source word, target word) pairs) extracted with ``extraction`` (default: the model's
+    calibrated extraction, else argmax); see :func:`stream_force_align` for batching."""
+    if not hasattr(translator, "loaded"):
+        from seqattn.translate import load
+
+        translator = load(translator)  # type: ignore[arg-type]
+    tr: Translator = translator  # type: ignore[assignment]
+    extraction = resolve_extraction(tr) if extraction is None else extraction
+    records = list(stream_force_align(tr, pairs, view, batch_tokens, chunk, keep_weights))
+    for rec in records:
+        if rec.words is not None:
+            rec.links = extract_links(rec.words, extraction.method, extraction.threshold)
+    return records
 
 
 def stream_force_align(translator: Translator, pairs: Iterable[tuple[str, str]],

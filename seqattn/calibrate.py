@@ -22,13 +22,14 @@ index 0 is read as 1-indexed.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from seqattn import align as al
 from seqattn.aer import AlignmentScores, GoldAlignment, aer, parse_talp
-from seqattn.errors import DataError
+from seqattn.errors import DataError, UsageError
 from seqattn.textio import read_lines
 
 if TYPE_CHECKING:
@@ -164,54 +165,142 @@ def best_row(rows: list[SweepRow]) -> SweepRow:
     return min(rows, key=lambda r: r.scores.aer)
 
 
-def store_view(translator: Translator, row: SweepRow) -> dict[str, Any]:
-    """Write the view into the model's ``seqattn.json`` (other keys kept) and use it now."""
-    setting = {**translator.loaded.meta.get("alignment", {}),
-               "layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
+def store_view(translator: Translator, row: SweepRow, save_to: str | Path | None = None,
+               ) -> StoredSetting:
+    """Store the view in ``save_to`` (default: the model's own directory) and use it now.
+
+    A stored symmetrization (``"sym"``) was tuned for the previous view: it is kept when the
+    view did not change, else dropped and named in the result (``calibrate_sym`` re-tunes it).
+    """
+    old = translator.loaded.meta.get("alignment", {})
+    setting = {**old, "layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
                "method": row.extraction.method, "threshold": row.extraction.threshold,
                "aer": round(row.scores.aer, 6)}
     setting.pop("blend", None)
-    setting.pop("sym", None)  # tuned for the old view
     if row.view.blend is not None:
         setting["blend"] = row.view.blend.as_dict()
-    return _store_alignment(translator, setting)
+    dropped = []
+    view_keys = ("layer", "heads", "shift", "blend")
+    if "sym" in old and any(old.get(k) != setting.get(k) for k in view_keys):
+        dropped.append(describe_sym(setting.pop("sym")))
+    return StoredSetting(_store_alignment(translator, setting, save_to), setting, tuple(dropped))
 
 
-def _store_alignment(translator: Translator, setting: dict[str, Any]) -> dict[str, Any]:
-    """Write ``setting`` as the model's ``"alignment"`` in its ``seqattn.json`` (other keys
-    kept) and use it now."""
+@dataclass(frozen=True)
+class StoredSetting:
+    """What calibration wrote: the directory, the model's new ``"alignment"`` settings, and
+    the stored settings it dropped (each in words) because they were tuned for another view."""
+
+    directory: Path
+    alignment: dict[str, Any]
+    dropped: tuple[str, ...] = ()
+
+
+def describe_sym(sym: dict[str, Any]) -> str:
+    """A stored symmetrization in words: ``symmetrization mean, threshold 0.4``."""
+    links = "argmax" if sym.get("method") == "argmax" else \
+        f"{sym.get('method')} {sym.get('threshold')}"
+    return f"symmetrization {sym.get('sym')}, {links}"
+
+
+def check_destination(translator: Translator, save_to: str | Path | None) -> Path:
+    """Where calibration may write: ``save_to``, else the model's own directory.
+
+    The model's own directory may be written unless it is a shipped model; another directory
+    must be new or empty (it gets a copy of the model with the calibrated settings).
+
+    :raises UsageError: a shipped model, or a directory that holds something else.
+    """
+    from seqattn.translate import is_shipped
+
+    model = translator.loaded.path
+    target = Path(save_to) if save_to is not None else model
+    own = target.exists() and model.exists() and os.path.samefile(target, model)
+    if own or (not target.exists() and target.resolve() == model.resolve()):
+        if is_shipped(model):
+            raise UsageError(f"'{model}' is a shipped model and is never changed; give "
+                             "--save-to DIR to write a calibrated copy of it there")
+        return model
+    if target.exists() and (not target.is_dir() or any(target.iterdir())):
+        raise UsageError(f"--save-to '{target}' exists and is not an empty directory; give a "
+                         f"new directory or the model's own ('{model}')")
+    if is_shipped(target):
+        raise UsageError(f"--save-to '{target}' is inside the shipped models folder; give a "
+                         "directory of your own")
+    return target
+
+
+def _store_alignment(translator: Translator, setting: dict[str, Any],
+                     save_to: str | Path | None = None) -> Path:
+    """Write ``setting`` as the model's ``"alignment"`` in the ``seqattn.json`` of the
+    destination (:func:`check_destination`; other keys kept) and use it now. A destination
+    other than the model's directory gets a copy of the model first."""
     from seqattn.checkpoint import read_meta, write_meta
 
-    path = translator.loaded.path
-    meta = read_meta(path)
+    target = check_destination(translator, save_to)
+    if target != translator.loaded.path:
+        copy_model(translator.loaded.path, target)
+        translator.loaded.path = target  # later writes of this run (calibrate_sym) go there
+    meta = read_meta(target)
     meta["alignment"] = setting
-    write_meta(path, meta)
+    write_meta(target, meta)
     translator.loaded.meta["alignment"] = setting
-    return setting
+    return target
+
+
+def copy_model(model: Path, target: Path) -> None:
+    """Copy what translation needs (config, weights, sentencepiece model(s), seqattn.json) from
+    ``model`` into the new or empty directory ``target``; it appears complete or not at all."""
+    import shutil
+    import tempfile
+
+    from seqattn.checkpoint import CONFIG, META, WEIGHTS, spm_paths
+
+    files = {model / CONFIG, model / WEIGHTS, model / META, *spm_paths(model)}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    try:
+        for path in files:
+            shutil.copyfile(path, tmp / path.name)
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(tmp, 0o777 & ~mask)
+        if target.exists():
+            target.rmdir()  # empty (checked): replaced by the complete copy
+        os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def calibrate(translator: Translator, spec: str | Path, extraction: al.Extraction | None = None,
-              merge: str = "sum", batch_tokens: int = 4096,
-              store: bool = True) -> tuple[list[SweepRow], SweepRow]:
-    """Sweep the views on the gold set ``spec``, store the best (unless ``store=False``)."""
+              merge: str = "sum", batch_tokens: int = 4096, store: bool = True,
+              save_to: str | Path | None = None) -> tuple[list[SweepRow], SweepRow]:
+    """Sweep the views on the gold set ``spec``; store the best (unless ``store=False``) in
+    ``save_to`` (:func:`check_destination`, checked before the sweep) with
+    :func:`store_view`. Returns the rows and the best row."""
+    if store:
+        check_destination(translator, save_to)
     pairs, gold = read_gold(spec)
     rows = sweep(translator, pairs, gold, extraction, merge, batch_tokens)
     best = best_row(rows)
     if store:
-        store_view(translator, best)
+        store_view(translator, best, save_to)
     return rows, best
 
 
 def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
                   extraction: al.Extraction | None = None, merge: str = "sum",
-                  batch_tokens: int = 4096,
-                  store: bool = True) -> tuple[list[SweepRow], SweepRow]:
+                  batch_tokens: int = 4096, store: bool = True,
+                  save_to: str | Path | None = None) -> tuple[list[SweepRow], SweepRow]:
     """Sweep the symmetrizations (every heuristic and soft one) × link extractions of both
     directions, each model read with its own stored view, on the gold set ``spec``; store the
     best in the forward model's ``seqattn.json`` as ``"alignment": {"sym": {"sym", "method",
     "threshold", "aer", "reverse"}}``, which ``align --reverse-model`` then uses by default."""
     from seqattn.symmetrize import HEURISTICS, SOFT
 
+    if store:
+        check_destination(translator, save_to)
     pairs, gold = read_gold(spec)
     view = al.resolve_view(translator, merge=merge)
     forward = al.force_align(translator, pairs, view, batch_tokens=batch_tokens)
@@ -227,8 +316,16 @@ def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
             rows.append(SweepRow(view, aer(hyps, sure, possible), ex))
     best = best_row(rows)
     if store:
-        _store_alignment(translator, {**translator.loaded.meta.get("alignment", {}), "sym": {
-            "sym": best.extraction.sym, "method": best.extraction.method,
-            "threshold": best.extraction.threshold, "aer": round(best.scores.aer, 6),
-            "reverse": reverse.loaded.path.name}})
+        store_sym(translator, reverse, best, save_to)
     return rows, best
+
+
+def store_sym(translator: Translator, reverse: Translator, row: SweepRow,
+              save_to: str | Path | None = None) -> StoredSetting:
+    """Store the symmetrization of ``row`` (with ``reverse``'s name) in ``save_to`` (default:
+    the model's own directory) and use it now."""
+    ex = row.extraction
+    setting = {**translator.loaded.meta.get("alignment", {}), "sym": {
+        "sym": ex.sym, "method": ex.method, "threshold": ex.threshold,
+        "aer": round(row.scores.aer, 6), "reverse": reverse.loaded.path.name}}
+    return StoredSetting(_store_alignment(translator, setting, save_to), setting)

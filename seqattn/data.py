@@ -80,7 +80,11 @@ class Vocab:
 
 def train_spm(texts: Sequence[str | Path], prefix: Path, vocab_size: int, model_type: str,
               max_sentences: int = 2_000_000) -> Path:
-    """Train a sentencepiece model on the given text files; returns ``prefix.model``."""
+    """Train a sentencepiece model on the given text files; returns ``prefix.model``.
+
+    ``.model`` is appended to the prefix, as sentencepiece itself does: ``src.spm`` gives
+    ``src.spm.model`` (replacing the suffix would give ``src.model``).
+    """
     import sentencepiece as spm
 
     prefix.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +106,7 @@ def train_spm(texts: Sequence[str | Path], prefix: Path, vocab_size: int, model_
             names = ", ".join(map(str, texts))
             raise DataError(f"could not train a sentencepiece model on {names}: {e}; "
                             "try a smaller data.vocab_size") from None
-        target = prefix.with_suffix(".model")
+        target = prefix.parent / f"{prefix.name}.model"
         trained = (Path(tmp) / "spm.model").read_bytes()  # atomically: a killed run never
         atomic_write(target, lambda f: f.write(trained), binary=True)  # leaves half a model
     return target

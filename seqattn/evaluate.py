@@ -13,7 +13,7 @@ import logging
 import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -118,16 +118,24 @@ class EvalSet:
     name: str
     refs: tuple[str, ...]
     hyps: tuple[tuple[str, str], ...]
+    #: hypotheses already in memory, by system name (model mode translates into these instead
+    #: of a temporary file); a system listed here is not read from its path
+    texts: Mapping[str, Sequence[str]] = field(default_factory=dict)
 
 
-def single_set(refs: Sequence[str], hyps: Sequence[str], baseline: str | None = None) -> EvalSet:
+def single_set(refs: Sequence[str], hyps: Sequence[str], baseline: str | None = None,
+               texts: Mapping[str, Sequence[str]] | None = None,
+               paths: Mapping[str, str | None] | None = None) -> EvalSet:
     """The set of ``-r REF ... HYP ...``, systems named by their paths; a ``baseline`` file
-    that is not among ``hyps`` is added as the first system."""
-    paths = ([baseline] if baseline is not None and baseline not in hyps else []) + list(hyps)
-    for i, path in enumerate(paths):
-        if path in paths[:i]:
-            raise UsageError(f"hypothesis '{path}' is given twice")
-    return EvalSet(name=refs[0], refs=tuple(refs), hyps=tuple((p, p) for p in paths))
+    that is not among ``hyps`` is added as the first system. A name in ``texts`` is a system
+    held in memory (its hypotheses), shown with its path in ``paths`` if it has one."""
+    texts, paths = texts or {}, paths or {}
+    names = ([baseline] if baseline is not None and baseline not in hyps else []) + list(hyps)
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise UsageError(f"hypothesis '{name}' is given twice")
+    return EvalSet(name=refs[0], refs=tuple(refs),
+                   hyps=tuple((n, paths.get(n) or n) for n in names), texts=dict(texts))
 
 
 def load_sets(path: str | Path) -> tuple[EvalSet, ...]:
@@ -168,6 +176,17 @@ def _parse_set(name: str, spec: Any, base: Path, where: str) -> EvalSet:
                                                           for s, p in hyps.items()))
 
 
+def check_set(test_set: EvalSet, sentences: int | None = None) -> None:
+    """Read and check every file of ``test_set`` now (before a slow translation): each exists,
+    is text, and has as many lines as the first reference and, if given, ``sentences``.
+
+    :raises DataError: naming the file and both line counts."""
+    refs, _ = _load(test_set)
+    if sentences is not None and len(refs[0]) != sentences:
+        raise DataError(f"reference '{test_set.refs[0]}' has {len(refs[0])} lines but the "
+                        f"source has {sentences}; the files must be line-aligned")
+
+
 def _load(test_set: EvalSet) -> tuple[list[list[str]], dict[str, list[str]]]:
     """Read and check every file of a set: (reference streams, {system: hypotheses})."""
     refs = [read_lines(p) for p in test_set.refs]
@@ -175,7 +194,8 @@ def _load(test_set: EvalSet) -> tuple[list[list[str]], dict[str, list[str]]]:
     for path, lines in zip(test_set.refs[1:], refs[1:]):
         if len(lines) != n:
             raise DataError(f"reference '{path}' has {len(lines)} lines but '{first}' has {n}")
-    hyps = {system: read_lines(path) for system, path in test_set.hyps}
+    hyps = {system: list(test_set.texts[system]) if system in test_set.texts
+            else read_lines(path) for system, path in test_set.hyps}
     for system, path in test_set.hyps:
         if len(hyps[system]) != n:
             raise DataError(f"hypothesis '{path}' has {len(hyps[system])} lines "

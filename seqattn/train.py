@@ -41,7 +41,8 @@ from seqattn.data import (
     read_parallel,
     train_spm,
 )
-from seqattn.errors import CheckpointError, ConfigError, DataError, SeqattnError, Terminated
+from seqattn.device import pick_device
+from seqattn.errors import CheckpointError, ConfigError, DataError, Terminated
 from seqattn.guided import alignment_loss, read_pharaoh
 
 log = logging.getLogger(__name__)
@@ -217,7 +218,8 @@ def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> N
         else:
             log.info("training a joint %s sentencepiece model (%d pieces)", d.spm_type,
                      d.vocab_size)
-            train_spm([train_src, train_tgt], out / "spm", d.vocab_size, d.spm_type)
+            train_spm([train_src, train_tgt], out / ckpt.JOINT_SPM.removesuffix(".model"),
+                      d.vocab_size, d.spm_type)
         return
     for side, given, text, name in (("src", d.src_spm_model, train_src, ckpt.SRC_SPM),
                                     ("tgt", d.tgt_spm_model, train_tgt, ckpt.TGT_SPM)):
@@ -225,7 +227,7 @@ def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> N
             _copy_atomic(_require(given, f"data.{side}_spm_model"), out / name)
         else:
             log.info("training the %s sentencepiece model (%d pieces)", side, d.vocab_size)
-            train_spm([text], out / f"{side}.spm", d.vocab_size, d.spm_type)
+            train_spm([text], out / name.removesuffix(".model"), d.vocab_size, d.spm_type)
 
 
 def prepare_data(cfg: Config, out: Path) -> TrainData:
@@ -305,20 +307,6 @@ def _distributed() -> tuple[int, int]:
         backend = "nccl" if torch.cuda.is_available() else "gloo"
         dist.init_process_group(backend)
     return dist.get_rank(), world
-
-
-def pick_device(name: str, rank: int = 0) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise SeqattnError(f"device '{name}' was asked for but CUDA is not available here; "
-                               "use --device cpu")
-        if name == "cuda" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-            name = f"cuda:{int(os.environ.get('LOCAL_RANK', rank))}"
-    if name == "mps" and not torch.backends.mps.is_available():
-        raise SeqattnError("device 'mps' is not available here; use --device cpu")
-    return torch.device(name)
 
 
 # --------------------------------------------------------------------------- the run

@@ -24,6 +24,7 @@ from torch import Tensor
 from seqattn import align as al
 from seqattn.checkpoint import LoadedModel, load_model_dir
 from seqattn.data import EOS, bucket_batches, pad_sources
+from seqattn.device import pick_device
 from seqattn.errors import CheckpointError, UsageError
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,16 @@ def resolve_model(name: str | Path | None) -> Path:
     listing = f"shipped models: {', '.join(shipped)}" if shipped else "no models are shipped"
     raise CheckpointError(f"model '{name}' is neither a directory nor a shipped model "
                           f"({listing})")
+
+
+def is_shipped(path: str | Path) -> bool:
+    """Whether ``path`` is a shipped model (or lies in the shipped models folder): those are
+    read, never written (calibration writes a copy elsewhere)."""
+    shipped = models_dir()
+    try:
+        return Path(path).resolve().is_relative_to(shipped.resolve())
+    except OSError:
+        return False
 
 
 @dataclass
@@ -96,7 +107,7 @@ class Translator:
         self.loaded = loaded
         self.model, self.cfg = loaded.model, loaded.cfg
         self.src_vocab, self.tgt_vocab = loaded.src_vocab, loaded.tgt_vocab
-        self.device = torch.device(device)
+        self.device = pick_device(device)
         check_precision(precision, self.device)
         self.precision = precision
         limit = self.cfg.model.max_positions - 1 if self.cfg.model.arch == "transformer" \
@@ -243,12 +254,16 @@ def check_precision(precision: str, device: torch.device) -> None:
         raise UsageError(f"fp16 decoding needs a CUDA device (not {device.type}); use bf16")
 
 
-def load(model: str | Path | None = None, device: str = "cpu",
+def load(model: str | Path | None = None, device: str = "auto",
          precision: str = "fp32") -> Translator:
     """Load a model directory or a shipped model by short name (None: the default model).
 
-    ``precision`` bf16 (or fp16 on CUDA) decodes with autocast: faster, with scores that
-    differ from fp32 in the third decimal and now and then a different translation."""
+    ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``
+    (:func:`seqattn.device.pick_device`). ``precision`` bf16 (or fp16 on CUDA) decodes with
+    autocast: faster, with scores that differ from fp32 in the third decimal and now and then
+    a different translation."""
+    dev = pick_device(device)  # before the (slow) load
     path = resolve_model(model)
-    check_precision(precision, torch.device(device))  # before the (slow) load
-    return Translator(load_model_dir(path, device=device), device=device, precision=precision)
+    check_precision(precision, dev)
+    return Translator(load_model_dir(path, device=str(dev)), device=str(dev),
+                      precision=precision)

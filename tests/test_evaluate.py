@@ -152,7 +152,7 @@ def test_tsv_shape(capsys, corpus):
     assert len(rows) == 1 + 2 * 3 and all(len(row) == 5 for row in rows)
     assert [row[2] for row in rows[1:4]] == ["bleu", "chrf", "ter"]
     code, out, _ = cli(capsys, "-r", corpus["ref.de"], corpus["a.de"], corpus["c.de"], "-f", "tsv",
-                       "--metric", "bleu", "-b", corpus["a.de"])
+                       "--metric", "bleu", "--baseline", corpus["a.de"])
     rows = [line.split("\t") for line in out.splitlines()]
     assert rows[0][-3:] == ["mean", "ci", "p_value"] and len(rows) == 3
     assert rows[1][-1] == "" and 0 < float(rows[2][-1]) <= 1  # the baseline has no p-value
@@ -236,7 +236,8 @@ def test_sets_from_yaml(capsys, corpus, tmp_path):
 def test_yaml_paths_are_relative_to_the_file(capsys, corpus):
     sets = corpus["ref.de"].parent / "relative.yaml"
     sets.write_text("t:\n  refs: ref.de\n  hyps: {a: a.de, b: c.de}\n", encoding="utf-8")
-    code, out, _ = cli(capsys, "--sets", sets, "--metric", "chrf", "-b", "b", "--paired-bs-n", 50)
+    code, out, _ = cli(capsys, "--sets", sets, "--metric", "chrf", "--baseline", "b",
+                       "--paired-bs-n", 50)
     assert code == 0 and "b (baseline)" in out
 
 
@@ -277,16 +278,17 @@ ERRORS = {  # id: (arguments, message); {name} stands for a file of the test bel
     "tokenizer": (["-r", "{ref}", "{a}", "--tokenize", "moses"], "unknown BLEU tokenizer 'moses'"),
     "format": (["-r", "{ref}", "{a}", "-f", "xml"], "unknown format 'xml'"),
     "sentence-format": (["-r", "{ref}", "{a}", "--sentence", "-f", "tsv"], "must be jsonl"),
-    "sentence-baseline": (["-r", "{ref}", "{a}", "--sentence", "-b", "{a}"], "--baseline"),
+    "sentence-baseline": (["-r", "{ref}", "{a}", "--sentence", "--baseline", "{a}"], "--baseline"),
     "twice": (["-r", "{ref}", "{a}", "{a}"], "given twice"),
-    "baseline-alone": (["-r", "{ref}", "{a}", "-b", "{a}"], "the baseline is its only system"),
-    "paired-test": (["-r", "{ref}", "{a}", "-b", "{ref}", "--paired-test", "boot"],
+    "baseline-alone": (["-r", "{ref}", "{a}", "--baseline", "{a}"],
+                       "the baseline is its only system"),
+    "paired-test": (["-r", "{ref}", "{a}", "--baseline", "{ref}", "--paired-test", "boot"],
                     "unknown paired test"),
     "seed": (["-r", "{ref}", "{a}", "--seed", "0"], "--seed"),
     "no-ref": (["{a}"], "give -r REF and at least one HYP"),
     "yaml-key": (["--sets", "{yaml_bad_key}"], "unknown key 'ref' (did you mean 'refs'?)"),
     "yaml-syntax": (["--sets", "{yaml_invalid}"], "is not valid YAML"),
-    "yaml-baseline": (["--sets", "{yaml_ok}", "-b", "nobody"],
+    "yaml-baseline": (["--sets", "{yaml_ok}", "--baseline", "nobody"],
                       "baseline 'nobody' is not a system of set 't'"),
     "yaml-and-ref": (["--sets", "{yaml_ok}", "-r", "{ref}"], "not both"),
 }
@@ -323,7 +325,7 @@ assert "sacrebleu" not in sys.modules, "seqattn evaluate --help imported sacrebl
 assert run(["evaluate", "-r", {str(corpus["ref.de"])!r}, {str(corpus["a.de"])!r},
             "-f", "json"]) == 0
 assert run(["evaluate", "-r", {str(corpus["ref.de"])!r}, {str(corpus["a.de"])!r},
-            {str(corpus["c.de"])!r}, "-b", {str(corpus["c.de"])!r}, "--paired-bs-n", "20",
+            {str(corpus["c.de"])!r}, "--baseline", {str(corpus["c.de"])!r}, "--paired-bs-n", "20",
             "--metric", "bleu"]) == 0
 assert "sacrebleu" in sys.modules
 assert run(["evaluate", "--align", {str(align)!r}, "--gold", {str(align)!r}]) == 0

@@ -364,7 +364,7 @@ CASES: dict[str, Case] = {
     "train/too-few-batches": Case([*T, "--set", "training.accumulate=100000"], 2,
                                   "fewer than one step needs", corpus=True, quiet=True,
                                   absent="{out}/train_state.pt"),
-    "train/cuda-unavailable": Case([*T, "--device", "cuda"], 1, "CUDA is not available",
+    "train/cuda-unavailable": Case([*T, "--device", "cuda"], 2, "CUDA is not available",
                                    corpus=True, quiet=True, skip="CUDA is here" if CUDA else None),
     # ------------------------------------------------------------------ translate
     "translate/model-missing": Case(["translate", "-m", "{d}/nomodel", "x"], 2,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -27,7 +28,24 @@ __all__ = ["app", "main"]
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``seqattn`` console script and ``python -m seqattn``."""
-    sys.exit(run(argv))
+    try:
+        code = run(argv)
+    except KeyboardInterrupt:  # between the command's end and run()'s return
+        _error("interrupted")
+        code = 130
+    # From here on the command is over, but the interpreter still runs exit hooks (torch's,
+    # logging's, ...): Ctrl-C there would print a traceback and keep exit code 0.
+    signal.signal(signal.SIGINT, _interrupted_at_exit)
+    sys.exit(code)
+
+
+def _interrupted_at_exit(signum: int, frame: object) -> None:
+    """Ctrl-C during the interpreter's clean-up: one line, exit 130, no traceback."""
+    try:
+        sys.stderr.write("error: interrupted\n")
+        sys.stderr.flush()
+    finally:
+        os._exit(130)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import typer
 from seqattn.alignchecks import EOS_MASS, FLAT_ENTROPY, OMISSION_MASS
 from seqattn.cli.app import STATE, app, err_console, out_console, tune_cpu
 from seqattn.cli.output import check_output_path, emit
+from seqattn.device import DEVICE_HELP
 
 log = logging.getLogger("seqattn.cli")
 
@@ -27,7 +28,9 @@ EXAMPLES = f"""
 
   seqattn align -m en-de --reverse-model de-en --sym grow-diag-final test.en test.de
 
-  seqattn align -m en-de --calibrate data/gold/multi30k_test2016_ende_dev    [dim]# pick a view[/dim]
+  seqattn align -m runs/ende --calibrate GOLD_DIR        [dim]# pick a view, store it in runs/ende[/dim]
+
+  seqattn align -m en-de --calibrate GOLD_DIR --save-to my-en-de   [dim]# a calibrated copy[/dim]
 
   seqattn align -m en-de test.en test.de -f jsonl --html test.html | jq .links
 
@@ -37,6 +40,11 @@ calibrated view, else the penultimate layer averaged over heads) is merged from 
 whitespace words you gave (--merge). --shift-att (Chen et al. 2020) reads, for each target word,
 the step where it is the decoder input; the last word reads the step that predicts
 end-of-sentence. Attention on end-of-sentence is reported (jsonl 'eos'), never linked.
+
+[bold]Calibration[/bold]: GOLD_DIR holds *.src, *.tgt (whitespace-tokenized) and *.talp (i-j
+sure, ipj possible links), e.g. ../shared/data/gold/multi30k_test2016_ende_dev from a checkout.
+The winner is stored in the model's own directory, or with --save-to DIR in a new copy of the
+model; a shipped model is never changed.
 
 [bold]Policies[/bold]: one output line per input pair, in order, flushed per line; a pair with an
 empty side gives an empty line (pharaoh, table, heatmap) or an object with no links (jsonl).
@@ -147,11 +155,18 @@ def align(
     calibrate: Annotated[str | None, typer.Option(
         "--calibrate", show_default=False,
         help="Gold set (directory with *.src *.tgt *.talp, or SRC,TGT,TALP): sweep the views, "
-             "store the best in the model's seqattn.json; with --reverse-model also sweep "
-             "the symmetrizations and store the best for later --reverse-model runs.")] = None,
+             "store the best in the model's seqattn.json (see --save-to); with "
+             "--reverse-model also sweep the symmetrizations and store the best for later "
+             "--reverse-model runs.")] = None,
+    save_to: Annotated[Path | None, typer.Option(
+        "--save-to", show_default=False, metavar="DIR",
+        help="With --calibrate: write the calibrated settings here, a new (or empty) "
+             "directory that gets a copy of the model, or the model's own directory "
+             "\\[default: the model's own directory; required for a shipped model, which is "
+             "never changed].")] = None,
     batch_tokens: Annotated[int, typer.Option(
         "--batch-tokens", min=1, help="Padded tokens per batch.")] = 4096,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     precision: Annotated[str, typer.Option(
         "--precision", help="fp32; bf16 runs the matrix products in bfloat16 (about twice "
                             "as fast on CPUs with AVX-512 BF16, slower on others; scores differ "
@@ -159,11 +174,16 @@ def align(
 ) -> None:
     """Force-decode given translations and link source words to target words."""
     from seqattn import align as al
+    from seqattn.errors import UsageError
     from seqattn.translate import load
 
     extraction = _extraction(method, threshold, sym, reverse_model)
     self_kind = None if attention is Attention.cross else attention.value
     blend_view = al.STORED if blend is None else al.Blend.parse(blend)
+    if save_to is not None and calibrate is None:
+        raise UsageError("--save-to says where --calibrate stores its settings; give "
+                         "--calibrate GOLD")
+    _refuse_overwrites(src, tgt, calibrate, html, png, save_to)
     _check_outputs(src, tgt, calibrate, html, png, self_kind, reverse_model, shift_att, blend)
     tune_cpu()
     translator = load(model, device=device, precision=precision)
@@ -178,11 +198,14 @@ def align(
     explicit = method is not None or threshold is not None
     reverse = load(reverse_model, device=device, precision=precision) if reverse_model else None
     if calibrate is not None:
+        from seqattn.calibrate import check_destination
+
+        check_destination(translator, save_to)  # a shipped model: refused before the sweep
         _calibrate(translator, calibrate, extraction if explicit else None, merge.value,
-                   batch_tokens)
+                   batch_tokens, save_to, reverse is not None)
         if reverse is not None:
             _calibrate_sym(translator, reverse, calibrate, extraction if explicit else None,
-                           merge.value, batch_tokens)
+                           merge.value, batch_tokens, save_to)
         if src is None:
             return
     if not explicit:  # the model's calibrated extraction, if it has one
@@ -207,6 +230,24 @@ def _write_all(records: Any, fmt: Format, html: Path | None, png: Path | None,
         if html is not None or png is not None:
             kept.append(rec)
     _pictures(kept, html, png)
+
+
+def _refuse_overwrites(src: str | None, tgt: Path | None, calibrate: str | None,
+                       html: Path | None, png: Path | None, save_to: Path | None) -> None:
+    """No output may be an input (or another output): checked before the model loads."""
+    from seqattn.calibrate import gold_files
+    from seqattn.cli.output import refuse_overwriting_inputs, refuse_stdout_onto_inputs
+
+    inputs: list[tuple[str, Any]] = [("SRC_FILE", src), ("TGT_FILE", tgt)]
+    if calibrate is not None:
+        inputs += [("gold file", p) for p in gold_files(calibrate)]
+    outputs: list[tuple[str, Any]] = [("--html", html), ("--png", png)]
+    if save_to is not None:
+        from seqattn.checkpoint import META
+
+        outputs.append(("--save-to", save_to / META))
+    refuse_overwriting_inputs(outputs, inputs)
+    refuse_stdout_onto_inputs(inputs)
 
 
 def _extraction(method: Method | None, threshold: float | None, sym: Sym | None,
@@ -415,12 +456,13 @@ def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:
 
 
 def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any, merge: str,
-                   batch_tokens: int) -> None:
+                   batch_tokens: int, save_to: Path | None) -> None:
     from rich.table import Table
 
-    from seqattn.calibrate import calibrate_sym
+    from seqattn.calibrate import calibrate_sym, store_sym
 
-    rows, best = calibrate_sym(translator, reverse, spec, extraction, merge, batch_tokens)
+    rows, best = calibrate_sym(translator, reverse, spec, extraction, merge, batch_tokens,
+                               store=False)
     if not STATE["quiet"]:
         table = Table(title=f"both directions on {spec} (lowest AER first)",
                       title_justify="left", header_style="bold")
@@ -433,9 +475,18 @@ def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any, me
                           f"{100 * s.precision:.1f}", f"{100 * s.recall:.1f}",
                           str(s.hyp_links), style="bold" if row is best else "")
         err_console().print(table)
-    log.info("stored the best symmetrization in %s/seqattn.json: --sym %s, %s (AER %.1f%%); "
-             "align --reverse-model uses it by default", translator.loaded.path,
-             best.extraction.sym, _links_by(best.extraction), 100 * best.scores.aer)
+    stored = store_sym(translator, reverse, best, save_to)
+    _stored(f"stored the best symmetrization in {stored.directory}/seqattn.json: --sym "
+            f"{best.extraction.sym}, {_links_by(best.extraction)} (AER "
+            f"{100 * best.scores.aer:.1f}%); align --reverse-model "
+            f"{reverse.loaded.path.name} uses it by default")
+
+
+def _stored(message: str) -> None:
+    """What calibration stored: always said (even with --quiet), on stderr."""
+    from rich.markup import escape
+
+    err_console().print(escape(message), soft_wrap=True)
 
 
 def _links_by(ex: Any) -> str:
@@ -443,12 +494,12 @@ def _links_by(ex: Any) -> str:
 
 
 def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
-               batch_tokens: int) -> None:
+               batch_tokens: int, save_to: Path | None, resweep_sym: bool) -> None:
     from rich.table import Table
 
-    from seqattn.calibrate import calibrate
+    from seqattn.calibrate import calibrate, store_view
 
-    rows, best = calibrate(translator, spec, extraction, merge, batch_tokens)
+    rows, best = calibrate(translator, spec, extraction, merge, batch_tokens, store=False)
     if not STATE["quiet"]:
         table = Table(title=f"alignment views on {spec} (lowest AER first)",
                       title_justify="left", header_style="bold")
@@ -472,7 +523,14 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
     v, ex = best.view, best.extraction
     blended = "" if v.blend is None else \
         f", blend {v.blend.layer}:{v.blend.heads}:{v.blend.weight:g}"
-    log.info("stored the best setting in %s/seqattn.json: layer %d, heads %s, shift %s%s, %s "
-             "(AER %.1f%%)", translator.loaded.path, v.layer, v.heads, v.shift, blended,
-             _links_by(ex),
-             100 * best.scores.aer)
+    stored = store_view(translator, best, save_to)
+    _stored(f"stored the best setting in {stored.directory}/seqattn.json: layer {v.layer}, "
+            f"heads {v.heads}, shift {v.shift}{blended}, {_links_by(ex)} (AER "
+            f"{100 * best.scores.aer:.1f}%)")
+    for what in stored.dropped:
+        if resweep_sym:
+            _stored(f"the stored {what} was tuned for the previous view; re-tuning it with "
+                    "the reverse model")
+        else:
+            log.warning("dropped the stored %s: it was tuned for the previous view; run "
+                        "--calibrate again with --reverse-model MODEL to re-tune it", what)

@@ -75,17 +75,44 @@ def out_console():  # noqa: ANN201
 
 
 def setup_logging() -> None:
-    """Library log records go to stderr through Rich (plain text when not a terminal)."""
-    from rich.logging import RichHandler
+    """Library log records go to stderr: through Rich on a terminal; otherwise as plain lines,
+    one record a line (``warning: ...``), never wrapped or padded, so logs and scripts can
+    grep them."""
+    import sys
 
     level = logging.DEBUG if STATE["debug"] else logging.WARNING if STATE["quiet"] else logging.INFO
     logger = logging.getLogger("seqattn")
     logger.handlers.clear()
-    handler = RichHandler(console=err_console(), show_path=False, show_time=False,
-                          rich_tracebacks=False, markup=False)
+    handler: logging.Handler
+    if sys.stderr.isatty():
+        from rich.logging import RichHandler
+
+        handler = RichHandler(console=err_console(), show_path=False, show_time=False,
+                              rich_tracebacks=False, markup=False)
+    else:
+        handler = _PlainHandler()
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+class _PlainHandler(logging.Handler):
+    """One line per record on the current ``sys.stderr``: the message, prefixed by its level
+    (``warning:``, ``error:``) unless it is plain information."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        import sys
+
+        try:
+            message = " ".join(record.getMessage().splitlines())
+            if record.levelno >= logging.WARNING or record.levelno < logging.INFO:
+                message = f"{record.levelname.lower()}: {message}"
+            sys.stderr.write(message + "\n")
+            sys.stderr.flush()
+        except BrokenPipeError:
+            pass
+        except Exception:  # noqa: BLE001  (logging must never take the command down)
+            self.handleError(record)
 
 
 def debug_from_env() -> bool:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from seqattn.cli.app import app, out_console
-from seqattn.cli.output import check_output_path, emit
+from seqattn.cli.output import check_output_path, emit, refuse_overwriting_inputs
 
 if TYPE_CHECKING:
     from seqattn.aer import AlignmentScores
@@ -70,7 +70,7 @@ SentenceOpt = Annotated[bool, typer.Option(
     "--sentence", rich_help_panel=S,
     help="Per-sentence scores, one JSON line per sentence and system.")]
 BaselineOpt = Annotated[str | None, typer.Option(
-    "--baseline", "-b", metavar="HYP", rich_help_panel=P,
+    "--baseline", metavar="HYP", rich_help_panel=P,
     help="Test every system against this one: a hypothesis file (with --sets: a system name).")]
 PairedTestOpt = Annotated[str, typer.Option(
     "--paired-test", metavar="bs|ar", rich_help_panel=P,
@@ -97,7 +97,7 @@ SrcOpt = Annotated[str | None, typer.Option(
     "--src", rich_help_panel="Model mode", show_default=False,
     help="Source file to translate in model mode.")]
 BeamOpt = Annotated[int | None, typer.Option(
-    "--beam", min=1, rich_help_panel="Model mode", show_default=False,
+    "--beam", "-b", min=1, rich_help_panel="Model mode", show_default=False,
     help="Beam size in model mode \\[default: the model's].")]
 SaveHypOpt = Annotated[str | None, typer.Option(
     "--save-hyp", rich_help_panel="Model mode", show_default=False,
@@ -151,34 +151,58 @@ def evaluate(
             raise UsageError("model mode needs all of -m MODEL, --src SRC and -r REF")
         if sets is not None:
             raise UsageError("model mode scores one source file; it does not take --sets")
-        check_output_path(save_hyp, "--save-hyp")
-        hyps = [*(hyps or []), _translate_file(model, src, beam, save_hyp)]
-    elif beam is not None or save_hyp is not None:
+        _evaluate_model(model, src, beam, save_hyp, hyps or [], refs, metrics, lowercase,
+                        tokenize, sentence, fmt_name,
+                        (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
+        return
+    if beam is not None or save_hyp is not None:
         raise UsageError("--beam and --save-hyp belong to model mode (-m MODEL --src SRC)")
     _evaluate_translations(hyps or [], refs or [], sets, metrics, lowercase, tokenize, sentence,
                            fmt_name, (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
 
 
-def _translate_file(model: str, src: str, beam: int | None, save_hyp: str | None) -> str:
-    """Translate ``src`` with ``model`` into ``save_hyp`` (or a temporary file named after the
-    model, so the table's row says which model it is); returns the hypothesis file."""
-    import tempfile
+def _evaluate_model(model: str, src: str, beam: int | None, save_hyp: str | None,
+                    hyps: list[str], refs: list[str], metrics: list[str] | None,
+                    lowercase: bool, tokenize: str | None, sentence: bool, fmt: str,
+                    paired: tuple[str | None, str, int, int, int]) -> None:
+    """Model mode: check every input, translate ``src`` in memory, keep the translations in
+    ``save_hyp`` if asked, and score them as the system named after the model."""
     from pathlib import Path
 
+    from seqattn import evaluate as ev
     from seqattn.checkpoint import atomic_open
     from seqattn.cli.app import tune_cpu
     from seqattn.textio import read_lines
     from seqattn.translate import load, resolve_model
 
-    lines = read_lines(src)  # checked before the model loads
+    baseline = paired[0]
+    refuse_overwriting_inputs([("--save-hyp", save_hyp)],
+                              [("--src", src), *(("-r", r) for r in refs),
+                               *(("HYP", h) for h in hyps), ("--baseline", baseline)])
+    check_output_path(save_hyp, "--save-hyp")
+    resolve_model(model)  # a bad model name fails before the files are read
+    lines = read_lines(src)
+    ev.parse_metrics(metrics)
+    ev.check_tokenize(tokenize)
+    ev.check_set(ev.single_set(refs, hyps, baseline), sentences=len(lines))
+    name = _system_name(model, [*hyps, *([baseline] if baseline else [])])
     tune_cpu()
     translator = load(model)
-    name = resolve_model(model).resolve().name
-    target = Path(save_hyp) if save_hyp else Path(tempfile.mkdtemp(prefix="seqattn-")) / name
-    with atomic_open(target) as out:
-        for tr in translator.stream(lines, beam=beam, attention=False):
-            out.write(tr.text + "\n")
-    return str(target)
+    out = [tr.text for tr in translator.stream(lines, beam=beam, attention=False)]
+    if save_hyp is not None:
+        with atomic_open(Path(save_hyp)) as f:
+            f.writelines(line + "\n" for line in out)
+    _evaluate_translations([*hyps, name], refs, None, metrics, lowercase, tokenize, sentence,
+                           fmt, paired, texts={name: out}, paths={name: save_hyp})
+
+
+def _system_name(model: str, taken: list[str]) -> str:
+    """The model as the user named it (``en-de``, ``runs/x``), unique among the systems."""
+    name, n = model, 1
+    while name in taken:
+        n += 1
+        name = f"{model} ({n})"
+    return name
 
 
 def _check_format(fmt: str | None, sentence: bool) -> str:
@@ -199,6 +223,7 @@ def _evaluate_translations(
     hyps: list[str], refs: list[str], sets: str | None, metrics: list[str] | None,
     lowercase: bool, tokenize: str | None, sentence: bool, fmt: str,
     paired: tuple[str | None, str, int, int, int],  # baseline, test, bs_n, ar_n, seed
+    texts: dict[str, list[str]] | None = None, paths: dict[str, str | None] | None = None,
 ) -> None:
     from seqattn import evaluate as ev
     from seqattn.errors import UsageError
@@ -211,7 +236,7 @@ def _evaluate_translations(
     elif not refs or not (hyps or baseline):
         raise UsageError("give -r REF and at least one HYP file, or --sets YAML")
     else:
-        test_sets = (ev.single_set(refs, hyps, baseline),)
+        test_sets = (ev.single_set(refs, hyps, baseline, texts, paths),)
     options = ev.ScoringOptions(ev.parse_metrics(metrics), lowercase, tokenize)
     if sentence:
         if baseline is not None:

@@ -131,7 +131,10 @@ def _vec(values: list[float], digits: int) -> str:
 
 
 def _render(step: Any, digits: int, walkthrough: bool) -> None:
+    from rich.markup import escape
     from rich.table import Table
+
+    from seqattn.explain import summarise, top_keys
 
     console = out_console()
     if walkthrough:
@@ -141,7 +144,8 @@ def _render(step: Any, digits: int, walkthrough: bool) -> None:
             "1. score each key against the query   2. softmax the scores into weights   "
             "3. average the values with those weights\n"
         )
-    console.print(f"[bold]{step.score.replace('_', '-')}[/bold]: {step.formula}")
+    # escape: concat's "[q; k]" would otherwise be read as Rich markup and vanish
+    console.print(f"[bold]{step.score.replace('_', '-')}[/bold]: {escape(step.formula)}")
     for name, matrix in step.params.items():
         console.print(f"  {name} = {_matrix(matrix, digits)}")
     if step.seed is not None:
@@ -155,23 +159,33 @@ def _render(step: Any, digits: int, walkthrough: bool) -> None:
     table.add_column("score", justify="right")
     table.add_column("weight", justify="right")
     table.add_column("")
-    top = max(step.weights)
+    top = set(top_keys(step.weights))
     for i, (k, s, w) in enumerate(zip(step.keys, step.scores, step.weights)):
         bar = "█" * round(w * BAR_WIDTH)
-        style = "bold" if w == top else ""
+        style = "bold" if i in top else ""
         row = [str(i), _vec(k, digits)] + ([_vec(step.values[i], digits)] if show_values else [])
         table.add_row(*row, f"{s:.{digits}f}", f"{w:.{digits}f}", f"[cyan]{bar}[/cyan]",
                       style=style)
     console.print(table)
     console.print(f"context = Σ weight · value = {_vec(step.context, digits)}")
-    if walkthrough:
-        console.print(
-            "\nThe first state gets the most weight, yet the context still mixes all three: "
-            "attention is a weighted read, not a lookup. (Averaging with weights first rounded to "
-            f"4 places gives {_vec(_rounded_context(step), 4)}, the figure printed by hand-worked "
-            "versions of this example.) Try --score scaled-dot or "
-            "--score additive, or your own vectors with --query and -k."
-        )
+    summary = escape(summarise(step, digits))
+    if not walkthrough:
+        console.print(summary)
+        return
+    # Every sentence below follows from step's numbers: the score, seed and attn_dim may vary.
+    n = len(step.weights)
+    mixes = (f"Yet the context still mixes all {'three' if n == 3 else n} values: attention is "
+             "a weighted read, not a lookup." if all(w > 0 for w in step.weights) else
+             "The context mixes only the values of the keys with weight above 0.")
+    hand = ""
+    if step.score == "dot":  # the hand-worked versions of this example use the dot score
+        hand = (" (Averaging with weights first rounded to 4 places gives "
+                f"{_vec(_rounded_context(step), 4)}, the figure printed by hand-worked versions "
+                "of this example.)")
+    others = [f"--score {name.replace('_', '-')}" for name in ("scaled_dot", "additive", "gaussian")
+              if name != step.score][:2]
+    console.print(f"\n{summary} {mixes}{hand} Try {others[0]} or {others[1]}, or your "
+                  "own vectors with --query and -k.")
 
 
 def _rounded_context(step: Any) -> list[float]:

@@ -21,7 +21,8 @@ EXAMPLES = """
 
 @app.command(epilog=EXAMPLES)
 def export(
-    run_dir: Annotated[str, typer.Argument(help="A model directory written by seqattn train.")],
+    run_dir: Annotated[str, typer.Argument(help="A model directory written by seqattn train, "
+                                                "or a shipped model's short name (en-de).")],
     out: Annotated[str, typer.Argument(help="The new model directory (must not exist).")],
     dtype: Annotated[str, typer.Option(help="Stored weight type: fp16, bf16 or fp32; loading "
                                             "always computes in fp32.")] = "fp16",
@@ -29,12 +30,18 @@ def export(
                                          "checkpoints (train with training.keep_checkpoints) "
                                          "instead of the best weights.")] = 0,
 ) -> None:
-    """Copy the best weights, config and sentencepiece model(s) into a new directory, leaving
-    out the training state and log; fp16 storage halves the size."""
-    from seqattn.checkpoint import WEIGHTS, export_model
+    """Copy a model's best weights, config and vocabulary into a new directory.
 
-    done = export_model(run_dir, out, dtype, average)
+    Leaves out the training state and log; fp16 storage halves the size.
+    """
+    from seqattn.checkpoint import WEIGHTS, export_model
+    from seqattn.cli.output import refuse_overwriting_inputs
+    from seqattn.translate import resolve_model
+
+    source = resolve_model(run_dir)  # a path, else a shipped model's short name
+    refuse_overwriting_inputs([("OUT", out)], [("RUN_DIR", source)])
+    done = export_model(source, out, dtype, average)
     size = sum(p.stat().st_size for p in done.iterdir()) / 2**20
-    err_console().print(f"exported {run_dir} → {done} ({size:.1f} MiB; weights {dtype}, "
+    err_console().print(f"exported {source} → {done} ({size:.1f} MiB; weights {dtype}, "
                         f"{(done / WEIGHTS).stat().st_size / 2**20:.1f} MiB"
                         + (f"; mean of {average} checkpoints" if average else "") + ")")

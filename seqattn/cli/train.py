@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -92,32 +94,81 @@ def train(
         f"{best:.2f}; model in {out}" if best is not None else f"done; model in {out}")
 
 
-class RichReporter:
-    """Progress on stderr: a live bar on a terminal, log lines otherwise."""
+def format_eta(seconds: float | None) -> str:
+    """``H:MM:SS`` as Rich writes times; ``-:--:--`` while there is no estimate yet."""
+    if seconds is None:
+        return "-:--:--"
+    minutes, secs = divmod(max(round(seconds), 0), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
-    def __init__(self) -> None:
-        self.console = err_console()
+
+class Eta:
+    """Time left, from the wall time since this start (or resume) over the steps done since.
+
+    Rich's own estimate (``TimeRemainingColumn``) averages over the last 30 s of updates; a run
+    reports every ``log_every`` steps, often minutes apart, so it never had two updates in its
+    window and showed ``-:--:--`` to the end. Validation time counts too: it is part of the wait.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.first = self.step = self.total = 0
+        self.started = self.updated = 0.0
+
+    def start(self, step: int, max_steps: int) -> None:
+        self.first = self.step = step
+        self.total, self.started = max_steps, self.clock()
+
+    def update(self, step: int) -> None:
+        self.step, self.updated = step, self.clock()
+
+    def seconds(self) -> float | None:
+        """Seconds left; counts down between updates (never below 0). None before a step."""
+        done = self.step - self.first
+        if done <= 0:
+            return None
+        per_step = (self.updated - self.started) / done
+        return max(per_step * (self.total - self.step) - (self.clock() - self.updated), 0.0)
+
+    def text(self) -> str:
+        return format_eta(self.seconds())
+
+
+def _eta_column(eta: Eta) -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class EtaColumn(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"eta {eta.text()}", style="progress.remaining")
+
+    return EtaColumn()
+
+
+class RichReporter:
+    """Progress on stderr: a live bar on a terminal, log lines otherwise (both with an ETA)."""
+
+    def __init__(self, console: Any = None, clock: Callable[[], float] = time.monotonic) -> None:
+        self.console = console if console is not None else err_console()
+        self.eta = Eta(clock)
         self.progress: Any = None
         self.task: Any = None
 
     def start(self, step: int, max_steps: int) -> None:
+        self.eta.start(step, max_steps)
         if not self.console.is_terminal:
             return
-        from rich.progress import (
-            BarColumn,
-            MofNCompleteColumn,
-            Progress,
-            TextColumn,
-            TimeRemainingColumn,
-        )
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
         self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                 TextColumn("{task.fields[stats]}"), TimeRemainingColumn(),
+                                 TextColumn("{task.fields[stats]}"), _eta_column(self.eta),
                                  console=self.console, transient=False)
         self.task = self.progress.add_task("train", total=max_steps, completed=step, stats="")
         self.progress.start()
 
     def update(self, r: dict[str, Any]) -> None:
+        self.eta.update(r["step"])
         stats = (f"loss {r['loss']:.3f} ppl {r['ppl']:.1f} {r['tokens_per_s']:,.0f} tok/s "
                  f"lr {r['lr']:.2e}")
         if "align_loss" in r:
@@ -125,7 +176,7 @@ class RichReporter:
         if self.progress is not None:
             self.progress.update(self.task, completed=r["step"], stats=stats)
         else:
-            self.console.print(f"step {r['step']}: {stats}")
+            self.console.print(f"step {r['step']}: {stats} eta {self.eta.text()}")
 
     def validated(self, r: dict[str, Any]) -> None:
         mark = " (best)" if r["improved"] else ""

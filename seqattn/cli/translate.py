@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import shlex
 import sys
 from collections.abc import Iterator
 from enum import Enum
@@ -13,6 +15,7 @@ import typer
 
 from seqattn.cli.app import app, err_console, out_console, tune_cpu
 from seqattn.cli.output import emit
+from seqattn.device import DEVICE_HELP
 
 log = logging.getLogger("seqattn.cli")
 
@@ -89,11 +92,13 @@ def translate(
     ] = False,
     layer: Annotated[
         int | None, typer.Option("--layer", show_default=False,
-                                 help="Transformer decoder layer for alignments.")
+                                 help="Transformer decoder layer for alignments \\[default: "
+                                      "the model's calibrated view, else the penultimate].")
     ] = None,
     heads: Annotated[
         str | None, typer.Option("--heads", show_default=False,
-                                 help="mean, max or a head number \\[default: mean].")
+                                 help="mean, max or a head number \\[default: the model's "
+                                      "calibrated view (en-de: its guided head), else mean].")
     ] = None,
     shift_att: Annotated[
         bool | None, typer.Option("--shift-att/--no-shift-att", show_default=False,
@@ -106,7 +111,7 @@ def translate(
                                       "view (e.g. 2:mean:0.4), or none \\[default: the "
                                       "model's view].")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N.")] = "cpu",
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     precision: Annotated[str, typer.Option(
         "--precision", help="fp32; bf16 runs the matrix products in bfloat16 (about twice "
                             "as fast on CPUs with AVX-512 BF16, slower on others; scores differ "
@@ -120,6 +125,14 @@ def translate(
 
     if text and input is not None:
         raise UsageError("give sentences as arguments or with --input, not both")
+    for arg in text or []:
+        if len(arg) < 4096 and "\n" not in arg and os.path.isfile(arg):
+            log.warning("'%s' is a file: translating its name as a sentence; to translate its "
+                        "lines, use -i %s", arg, shlex.quote(arg))
+    if input is not None:
+        from seqattn.cli.output import refuse_stdout_onto_inputs
+
+        refuse_stdout_onto_inputs([("--input", input)])
     if n_best > (beam or n_best):
         raise UsageError(f"--n-best ({n_best}) cannot exceed --beam ({beam})")
     from seqattn import align as al
