@@ -34,9 +34,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         _error("interrupted")
         code = 130
     # From here on the command is over, but the interpreter still runs exit hooks (torch's,
-    # logging's, ...): Ctrl-C there would print a traceback and keep exit code 0.
-    signal.signal(signal.SIGINT, _interrupted_at_exit)
-    sys.exit(code)
+    # logging's, ...): Ctrl-C there would print a traceback and keep exit code 0, and once the
+    # interpreter finalizes (default handler back) it would kill the process without a word.
+    if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:  # nohup, `cmd &`: leave it so
+        signal.signal(signal.SIGINT, _interrupted_at_exit)
+    _exit(code)
+
+
+def _exit(code: int) -> None:
+    """Run the exit hooks under our Ctrl-C handler, flush, and leave before the interpreter's
+    finalization (nothing is left to clean up: files are closed, writes are atomic)."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):
+                pass
+        os._exit(code)
 
 
 def _interrupted_at_exit(signum: int, frame: object) -> None:

@@ -60,11 +60,14 @@ def _global(
 def err_console():  # noqa: ANN201 (rich imported lazily)
     """The Rich console for everything that is not data: progress, logs, warnings, errors.
 
-    Rich turns colour off by itself when stderr is not a terminal or ``NO_COLOR`` is set.
+    Rich turns colour off by itself when stderr is not a terminal or ``NO_COLOR`` is set; there,
+    a message is also never wrapped at 80 columns (one message, one line, for logs and grep).
     """
+    import sys
+
     from rich.console import Console
 
-    return Console(stderr=True, highlight=False)
+    return Console(stderr=True, highlight=False, soft_wrap=not sys.stderr.isatty())
 
 
 def out_console():  # noqa: ANN201
