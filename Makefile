@@ -1,6 +1,7 @@
 # Two commands do everything on a fresh machine:
 #   make demo   set up .venv, then translate sample sentences and show the alignment
-#   make test   set up .venv, then run the whole test suite
+#   make test   set up .venv, then the checks (ruff, mypy, layer contracts) and the whole suite
+#   make test-fast   the same without the slow training tests (about 80 s)
 #
 # The set-up installs torch first, pinned, so pip never pulls a newer multi-GB build:
 # TORCH defaults to torch==2.13.0 (a local CPU wheel on our machines; on a machine with an
@@ -12,7 +13,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: demo test setup lint bench-help clean
+.PHONY: demo test test-fast check setup lint bench-help clean
 
 DEMO_MODEL ?= $(firstword $(wildcard models/en-de) runs/demo)
 DEMO_STEPS ?= 300
@@ -28,8 +29,20 @@ demo: setup
 	fi
 	@$(BIN)/seqattn translate -m $(DEMO_MODEL) --align $(DEMO_TEXT)
 
-test: setup
+test: check
 	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/ruff check seqattn tests bench
+	$(BIN)/lint-imports --no-cache
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# ruff, mypy and the layer contracts of pyproject.toml (no import cycle; the library never
+# imports the CLI; models import neither training, decoding nor alignment; ...)
+check: setup
+	$(BIN)/ruff check seqattn tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 setup: $(VENV)/.installed
 
@@ -39,11 +52,10 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
-lint: setup
-	$(BIN)/ruff check seqattn tests bench
+lint: check
 
 bench-help: setup
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python bench/help_time.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache .import_linter_cache *.egg-info

@@ -23,6 +23,6 @@ head -200 "$ref" > "$out/ref200.de"
 "$seqattn" -q align -m en-de-rnn "$out/src200.en" "$out/ref200.de" > "$out/align.rnn.pharaoh"
 "$seqattn" -q align -m en-de -f jsonl --check "$out/src200.en" "$out/ref200.de" > "$out/align.jsonl"
 "$seqattn" -q align -m en-de -a encoder -f jsonl "$out/src200.en" > "$out/selfattn.jsonl"
-"$seqattn" -q evaluate -r "$ref" "$out/translate.en-de.b5.txt" -f json \
+(cd "$out" && "$seqattn" -q evaluate -r "$ref" translate.en-de.b5.txt -f json) \
   | grep -v '"hyp"' > "$out/evaluate.json"
 echo "snapshot in $out" >&2

@@ -29,8 +29,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from seqattn.aer import aer, read_pharaoh, read_talp  # noqa: E402
-from seqattn.symmetrize import HEURISTICS, symmetrize  # noqa: E402
+from seqattn.align.aer import aer, read_pharaoh, read_talp  # noqa: E402
+from seqattn.align.symmetrize import HEURISTICS, symmetrize  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
 

@@ -133,7 +133,7 @@ def check(out: Path, previous: int, problems: list[str], label: str) -> dict:
 
     from seqattn.checkpoint import load_model_dir, read_meta
     from seqattn.config import load_config
-    from seqattn.data import Vocab
+    from seqattn.vocab import Vocab
 
     found: dict = {"checkpoint_step": None, "model": False, "hidden_tmp": [], "files": []}
     if not out.exists():

@@ -13,7 +13,8 @@ _LAZY = {
     "load": ("seqattn.translate", "load"),
     "Translator": ("seqattn.translate", "Translator"),
     "train": ("seqattn.train", "train"),
-    "force_align": ("seqattn.align", "force_align"),
+    "force_align": ("seqattn.align.force", "force_align"),
+    "align": ("seqattn.align.force", "align"),
     "load_config": ("seqattn.config", "load_config"),
     "Config": ("seqattn.config", "Config"),
 }

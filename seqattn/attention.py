@@ -67,7 +67,18 @@ def attend(scores: Tensor, values: Tensor, key_pad: Tensor | None = None) -> tup
     return weights @ values, weights                                # (B, T, Dv), (B, T, S)
 
 
-class DotScore(nn.Module):
+class Score(nn.Module):
+    """What every score module offers: ``prepare(keys)`` once per batch (precomputed keys, reused
+    at every step), then ``forward(query, prepared)`` -> scores (B, T, S)."""
+
+    def prepare(self, keys: Tensor) -> Tensor:
+        return keys
+
+    def forward(self, query: Tensor, prepared: Tensor) -> Tensor:
+        raise NotImplementedError
+
+
+class DotScore(Score):
     """Luong et al. (2015), eq. 8, *dot*: score(q, k) = q^T k. Needs Dq == Dk; no parameters.
 
     Shapes (``forward``): query (B, T, D), prepared (B, S, D) -> scores (B, T, S).
@@ -80,7 +91,7 @@ class DotScore(nn.Module):
         return query @ prepared.transpose(1, 2)                     # (B, T, S)
 
 
-class ScaledDotScore(nn.Module):
+class ScaledDotScore(Score):
     """Vaswani et al. (2017), §3.2.1: score(q, k) = q^T k / sqrt(d_k). Needs Dq == Dk.
 
     Dividing by sqrt(d_k) keeps the scores' variance near 1 as d_k grows, so the softmax does not
@@ -95,7 +106,7 @@ class ScaledDotScore(nn.Module):
         return query @ prepared.transpose(1, 2) / math.sqrt(d_k)    # (B, T, S)
 
 
-class GeneralScore(nn.Module):
+class GeneralScore(Score):
     """Luong et al. (2015), eq. 8, *general*: score(q, k) = q^T W k, with W of shape (Dq, Dk).
 
     ``prepare`` computes W k once per batch, so each step is a plain dot product.
@@ -113,7 +124,7 @@ class GeneralScore(nn.Module):
         return query @ prepared.transpose(1, 2)                     # (B, T, S)
 
 
-class ConcatScore(nn.Module):
+class ConcatScore(Score):
     """Luong et al. (2015), eq. 8, *concat*: score(q, k) = v^T tanh(W [q; k]).
 
     W has shape (A, Dq + Dk) as in the paper. W [q; k] = W[:, :Dq] q + W[:, Dq:] k, so ``prepare``
@@ -136,7 +147,7 @@ class ConcatScore(nn.Module):
         return self.v(hidden).squeeze(-1)                           # (B, T, S)
 
 
-class AdditiveScore(nn.Module):
+class AdditiveScore(Score):
     """Bahdanau et al. (2015), App. A.1.2: score(q, k) = v^T tanh(W q + U k).
 
     ``prepare`` computes U k once per batch (the paper notes this saves computation).
@@ -158,7 +169,7 @@ class AdditiveScore(nn.Module):
         return self.v(hidden).squeeze(-1)                           # (B, T, S)
 
 
-class GaussianScore(nn.Module):
+class GaussianScore(Score):
     """Nadaraya (1964) and Watson (1964) kernel regression, read as attention pooling
     (Zhang et al., *Dive into Deep Learning*, "Attention Pooling by Similarity"):
     score(q, k) = -||q - k||^2 / 2.
@@ -176,7 +187,7 @@ class GaussianScore(nn.Module):
         return -0.5 * diff.pow(2).sum(dim=-1)                       # (B, T, S)
 
 
-SCORES: dict[str, type] = {
+SCORES: dict[str, type[Score]] = {
     "dot": DotScore,
     "scaled_dot": ScaledDotScore,
     "general": GeneralScore,
@@ -187,7 +198,7 @@ SCORES: dict[str, type] = {
 _SAME_DIM_SCORES = ("dot", "scaled_dot", "gaussian")
 
 
-def build_score(name: str, query_dim: int, key_dim: int, attn_dim: int | None = None) -> nn.Module:
+def build_score(name: str, query_dim: int, key_dim: int, attn_dim: int | None = None) -> Score:
     """Build the score module called ``name`` (hyphens accepted: ``scaled-dot``).
 
     ``attn_dim`` (used by concat and additive) defaults to ``key_dim``. Raises ``ValueError`` for

@@ -20,63 +20,20 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from seqattn.errors import CheckpointError, ConfigError
+from seqattn.textio import atomic_write, umask_mode
 
 FORMAT_VERSION = 1
 
 
-def _umask_mode() -> int:
-    """The mode a plain ``open()`` would give a new file (mkstemp uses 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 CONFIG, WEIGHTS, META = "config.yaml", "model.safetensors", "seqattn.json"
 LAST_WEIGHTS, TRAIN_STATE, TRAIN_LOG = "last.safetensors", "train_state.pt", "train.jsonl"
 CHECKPOINTS = "checkpoints"  # step-NNNNNNN.safetensors: weights at each validation (kept N)
 JOINT_SPM, SRC_SPM, TGT_SPM = "spm.model", "src.spm.model", "tgt.spm.model"
-
-
-@contextmanager
-def atomic_open(path: Path, mode: str = "w") -> Any:
-    """Open a temporary file beside ``path``; on success flush, fsync and rename it over ``path``.
-
-    On any error the temporary file is removed and ``path`` keeps its previous content.
-    A target that exists but is not a regular file (``/dev/stdout``, a FIFO, a link to a
-    device) is written in place: renaming over it would replace the device or link.
-    """
-    if path.exists() and not path.is_file():
-        with open(path, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
-            yield f
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as e:  # name the file the user asked for, not our temporary one
-        raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        with os.fdopen(fd, mode, **({"encoding": "utf-8"} if "b" not in mode else {})) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def atomic_write(path: Path, write: Callable[[IO[Any]], None], binary: bool = False) -> None:
-    with atomic_open(path, "wb" if binary else "w") as f:
-        write(f)
 
 
 def save_weights(model: Any, path: Path) -> None:
@@ -90,7 +47,7 @@ def save_weights(model: Any, path: Path) -> None:
         save_model(model, tmp)  # handles tied (shared) tensors
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
+        os.chmod(tmp, umask_mode())
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -209,8 +166,8 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
                    weights: str = WEIGHTS) -> LoadedModel:
     """Load a model directory written by ``seqattn train``."""
     from seqattn.config import load_config
-    from seqattn.data import Vocab
     from seqattn.models import build_model
+    from seqattn.vocab import Vocab
 
     model_dir = Path(model_dir)
     if not model_dir.exists():

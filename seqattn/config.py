@@ -30,6 +30,18 @@ def _num(default: Any, lo: float | None = None, hi: float | None = None, doc: st
     return field(default=default, metadata={"lo": lo, "hi": hi, "doc": doc})
 
 
+def _check_ranges(obj: Any, section: str) -> None:
+    """Every numeric field of ``obj`` within its range (:func:`_num`), however it was made."""
+    for f in dataclasses.fields(obj):
+        value, lo, hi = getattr(obj, f.name), f.metadata.get("lo"), f.metadata.get("hi")
+        if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            bound = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else \
+                f"within [{lo}, {hi}]"
+            raise ConfigError(f"{section}.{f.name} must be {bound}, got {value}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Parallel text and sentencepiece subwords."""
@@ -143,13 +155,27 @@ class DecodeConfig:
     max_len_a: float = _num(1.5, lo=0.0, doc="max output length = a * source length + b")
     max_len_b: int = _num(10, lo=0)
     min_len: int = _num(0, lo=0)
+    max_len: int | None = _num(None, lo=1, doc="a fixed output limit instead of a · source + b")
 
     def __post_init__(self) -> None:
+        _check_ranges(self, "decoding")
         if self.n_best > self.beam_size:
             raise ConfigError(
                 f"decoding.n_best ({self.n_best}) cannot exceed decoding.beam_size "
                 f"({self.beam_size})"
             )
+        if self.max_len is not None and self.min_len > self.max_len:
+            raise ConfigError(f"decoding.min_len ({self.min_len}) cannot exceed "
+                              f"decoding.max_len ({self.max_len})")
+
+    def override(self, **given: Any) -> DecodeConfig:
+        """These settings with the ``given`` ones that are not None, checked here like the
+        YAML; an error names the settings given (``params``), so the CLI can name its flags."""
+        changes = {k: v for k, v in given.items() if v is not None}
+        try:
+            return dataclasses.replace(self, **changes)
+        except ConfigError as e:
+            raise ConfigError(str(e), params=tuple(f"decoding.{k}" for k in changes)) from None
 
 
 @dataclass(frozen=True)
@@ -269,7 +295,7 @@ def _set_path(keys: list[str]) -> None:
         names = [f.name for f in dataclasses.fields(cls)]
         if key not in names:
             _unknown(".".join(keys[: depth + 1]), key, names)
-        cls = _hints(cls)[key]
+        cls = _hints(typing.cast(type, cls))[key]
     if dataclasses.is_dataclass(cls):
         raise ConfigError(f"'{'.'.join(keys)}' is a section; set one of its keys instead")
 
@@ -312,7 +338,7 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
 
 def _coerce(value: Any, tp: Any, path: str, meta: Any = None) -> Any:
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, path + ".")
+        return _build(typing.cast(type, tp), value, path + ".")
     origin = typing.get_origin(tp)
     args = typing.get_args(tp)
     if origin in (Union, types.UnionType):

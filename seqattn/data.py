@@ -1,14 +1,10 @@
-"""Parallel text, sentencepiece vocabularies, and token-bucketed batches.
-
-Special ids are the same in every vocabulary: pad 0, unk 1, bos 2, eos 3. Source sequences end
-with eos; targets are fed as ``bos y1 .. yn`` and predicted as ``y1 .. yn eos``.
-"""
+"""Parallel text, encoded corpora and token-bucketed batches (ids: :mod:`seqattn.vocab`)."""
 
 from __future__ import annotations
 
 import logging
 import random
-import tempfile
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +12,9 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from seqattn.checkpoint import atomic_write
 from seqattn.errors import DataError
-from seqattn.guided import gold_rows, piece_links
-from seqattn.models import BOS_ID as BOS
-from seqattn.models import EOS_ID as EOS
-from seqattn.models import PAD_ID as PAD
-from seqattn.models import UNK_ID as UNK
 from seqattn.textio import read_lines
+from seqattn.vocab import BOS, EOS, PAD, Vocab, segment
 
 log = logging.getLogger(__name__)
 
@@ -42,74 +33,67 @@ def read_parallel(src_path: str | Path, tgt_path: str | Path) -> list[tuple[str,
     return list(zip(src, tgt))
 
 
-# --------------------------------------------------------------------------- vocabularies
+# --------------------------------------------------------------------------- guided-alignment links
 
 
-class Vocab:
-    """A sentencepiece model with our special ids (pad 0, unk 1, bos 2, eos 3)."""
-
-    def __init__(self, path: str | Path):
-        import sentencepiece as spm
-
-        self.path = Path(path)
-        try:
-            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
-        except (OSError, RuntimeError) as e:
-            raise DataError(f"'{self.path}' is not a readable sentencepiece model ({e})") from None
-        ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
-        if ids != (PAD, UNK, BOS, EOS):
-            raise DataError(f"sentencepiece model '{self.path}' has special ids pad/unk/bos/eos = "
-                            f"{ids}; seqattn needs (0, 1, 2, 3): train it with pad_id=0 unk_id=1 "
-                            "bos_id=2 eos_id=3, or let seqattn train one")
-
-    def __len__(self) -> int:
-        return self.sp.get_piece_size()
-
-    def encode(self, lines: Sequence[str]) -> list[list[int]]:
-        return self.sp.encode(list(lines), out_type=int)
-
-    def pieces(self, lines: Sequence[str]) -> list[list[str]]:
-        return self.sp.encode(list(lines), out_type=str)
-
-    def decode(self, ids: Sequence[int]) -> str:
-        return self.sp.decode([i for i in ids if i > EOS])
-
-    def id_to_piece(self, ids: Sequence[int]) -> list[str]:
-        return [self.sp.id_to_piece(int(i)) for i in ids]
+PieceLinks = list[tuple[int, int]]  # (target piece, source piece), 0-based, no bos/eos
+_LINK = re.compile(r"([0-9]+)[-p]([0-9]+)")
 
 
-def train_spm(texts: Sequence[str | Path], prefix: Path, vocab_size: int, model_type: str,
-              max_sentences: int = 2_000_000) -> Path:
-    """Train a sentencepiece model on the given text files; returns ``prefix.model``.
+def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
+    """Word links per training pair from a Pharaoh file: ``i-j`` (source word i, target word j,
+    0-based); ``ipj`` (possible) links are taken as links too. One line per pair."""
+    if not Path(path).exists():
+        raise DataError(f"training.guided_alignment '{path}' does not exist")
+    lines = read_lines(path, allow_empty=True)
+    if len(lines) != n_pairs:
+        raise DataError(f"training.guided_alignment '{path}' has {len(lines)} lines but the "
+                        f"training files have {n_pairs} pairs; it needs one line per pair")
+    out: list[list[tuple[int, int]]] = []
+    for number, line in enumerate(lines, 1):
+        links = []
+        for item in line.split():
+            match = _LINK.fullmatch(item)
+            if match is None:
+                raise DataError(f"{path}:{number}: '{item}' is not a Pharaoh link 'i-j'")
+            links.append((int(match[1]), int(match[2])))
+        out.append(links)
+    return out
 
-    ``.model`` is appended to the prefix, as sentencepiece itself does: ``src.spm`` gives
-    ``src.spm.model`` (replacing the suffix would give ``src.model``).
+
+def piece_links(word_links: Sequence[tuple[int, int]], src_words: Sequence[int],
+                tgt_words: Sequence[int]) -> PieceLinks | None:
+    """Expand word links (i source word, j target word) to (target piece, source piece) pairs:
+    every piece of target word j is linked to every piece of source word i. ``src_words`` /
+    ``tgt_words`` give the word of each piece. None when a link names a word the sentence does
+    not have (the alignment file does not belong to this text)."""
+    n_src = max(src_words, default=-1) + 1
+    n_tgt = max(tgt_words, default=-1) + 1
+    src_pieces: dict[int, list[int]] = {}
+    for p, w in enumerate(src_words):
+        src_pieces.setdefault(w, []).append(p)
+    links: set[tuple[int, int]] = set()
+    for i, j in word_links:
+        if i >= n_src or j >= n_tgt:
+            return None
+        for tp, w in enumerate(tgt_words):
+            if w == j:  # a word made only of characters sentencepiece drops has no pieces
+                links.update((tp, sp) for sp in src_pieces.get(i, ()))
+    return sorted(links)
+
+
+def gold_rows(links: Sequence[PieceLinks | None], T: int, S: int) -> Tensor:
+    """Row-normalised gold attention for a batch: (B, T, S); rows without links are all zero.
+
+    Row k is target piece k (the step that predicts it); column j is source piece j.
     """
-    import sentencepiece as spm
-
-    prefix.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory() as tmp:
-        joined = Path(tmp) / "text.txt"
-        with joined.open("w", encoding="utf-8") as out:
-            for path in texts:
-                for line in read_lines(path):
-                    if line.strip():
-                        out.write(line.strip() + "\n")
-        try:
-            spm.SentencePieceTrainer.train(
-                input=str(joined), model_prefix=str(Path(tmp) / "spm"), vocab_size=vocab_size,
-                model_type=model_type, character_coverage=1.0, pad_id=PAD, unk_id=UNK,
-                bos_id=BOS, eos_id=EOS, hard_vocab_limit=False, input_sentence_size=max_sentences,
-                shuffle_input_sentence=True, minloglevel=2, num_threads=2,
-            )
-        except RuntimeError as e:
-            names = ", ".join(map(str, texts))
-            raise DataError(f"could not train a sentencepiece model on {names}: {e}; "
-                            "try a smaller data.vocab_size") from None
-        target = prefix.parent / f"{prefix.name}.model"
-        trained = (Path(tmp) / "spm.model").read_bytes()  # atomically: a killed run never
-        atomic_write(target, lambda f: f.write(trained), binary=True)  # leaves half a model
-    return target
+    gold = torch.zeros(len(links), T, S)
+    index = [(b, k, j) for b, pairs in enumerate(links) for k, j in pairs or ()]
+    if index:
+        b_idx, k_idx, j_idx = torch.tensor(index, dtype=torch.long).unbind(1)
+        gold[b_idx, k_idx, j_idx] = 1.0
+    total = gold.sum(dim=-1, keepdim=True)                                  # (B, T, 1)
+    return gold / total.clamp_min(1.0)
 
 
 # --------------------------------------------------------------------------- encoded corpora
@@ -161,8 +145,6 @@ def encode_corpus(pairs: Sequence[tuple[str, str]], src_vocab: Vocab, tgt_vocab:
 def _piece_links(src_vocab: Vocab, tgt_vocab: Vocab, pair: tuple[str, str], src: list[int],
                  tgt: list[int], word_links: Sequence[tuple[int, int]]
                  ) -> list[tuple[int, int]] | None:
-    from seqattn.align import segment  # pieces mapped to words by character offsets
-
     s_seg, t_seg = segment(src_vocab.sp, pair[0]), segment(tgt_vocab.sp, pair[1])
     if s_seg.ids != src or t_seg.ids != tgt:  # offsets must describe the pieces we train on
         return None
@@ -181,7 +163,7 @@ class Batch:
     tgt_in: Tensor           # bos y1 .. yn (padded)
     tgt_out: Tensor          # y1 .. yn eos (padded)
     n_tokens: int            # real target tokens (the loss normaliser)
-    gold: Tensor | None = None  # (B, T, S) guided-alignment rows (see seqattn.guided)
+    gold: Tensor | None = None  # (B, T, S) guided-alignment rows (see seqattn.train.guided)
 
     def to(self, device: torch.device) -> Batch:
         return Batch(self.src.to(device, non_blocking=True),

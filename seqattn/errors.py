@@ -9,9 +9,16 @@ from __future__ import annotations
 
 
 class SeqattnError(Exception):
-    """Base class of every error seqattn raises on purpose. Runtime failure: exit code 1."""
+    """Base class of every error seqattn raises on purpose. Runtime failure: exit code 1.
+
+    ``params`` names the library parameters the message speaks of (``decoding.n_best``), so
+    that the CLI can say the flags a user typed instead (``--n-best``)."""
 
     exit_code = 1
+
+    def __init__(self, message: str = "", *, params: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.params = params
 
 
 class UsageError(SeqattnError):

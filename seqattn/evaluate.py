@@ -258,6 +258,7 @@ def evaluate(
     check_tokenize(options.tokenize)
     loaded = [_load(s) for s in sets]
     for s in sets if paired is not None else ():
+        assert paired is not None  # for mypy: the loop runs only with a paired test
         names = [system for system, _ in s.hyps]
         if paired.baseline not in names:
             raise UsageError(f"baseline '{paired.baseline}' is not a system of set '{s.name}' "
@@ -331,7 +332,8 @@ def _paired_test(
         signatures, table = test()
     ids = {score_name: next(m for m, obj in metrics.items() if obj is metric)
            for score_name, metric in test.metrics.items()}  # "chrF2" -> "chrf"
-    results = {(system, ids[score_name]): result for score_name in ids
+    results: dict[tuple[str, str], Any] = {
+        (str(system), ids[score_name]): result for score_name in ids
                for system, result in zip(table["System"], table[score_name])}
     return {ids[name]: sig.format() for name, sig in signatures.items()}, results
 

@@ -249,7 +249,7 @@ def _overflow_watch() -> Any:
     class WatchOverflow(TorchFunctionMode):
         overflowed = False
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # type: ignore[override]
+        def __torch_function__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))  # the mode is off in here: no recursion
             if (isinstance(out, torch.Tensor) and out.is_floating_point()
                     and not bool(torch.isfinite(out).all())):

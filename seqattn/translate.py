@@ -21,15 +21,16 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from seqattn import align as al
 from seqattn.checkpoint import LoadedModel, load_model_dir
-from seqattn.data import EOS, bucket_batches, pad_sources
+from seqattn.config import DecodeConfig
+from seqattn.data import bucket_batches, pad_sources
+from seqattn.decode import beam_search
 from seqattn.device import pick_device
 from seqattn.errors import CheckpointError, UsageError
+from seqattn.vocab import EOS, Segmented, group_pieces, segment, truncate
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "en-de"
-RNN_MAX_SOURCE = 1024  # pieces; an RNN has no hard limit, this bounds time and memory
 PRECISIONS = ("fp32", "bf16", "fp16")  # weights stay fp32; bf16/fp16 run matmuls in autocast
 
 
@@ -68,6 +69,15 @@ def is_shipped(path: str | Path) -> bool:
         return False
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How sentences are grouped for decoding (the search itself: :class:`DecodeConfig`)."""
+
+    batch_tokens: int = 4096
+    batch_size: int | None = None
+    attention: bool = True   # keep each hypothesis's attention (for alignments)
+
+
 @dataclass
 class Hyp:
     """One translation of one sentence."""
@@ -87,7 +97,7 @@ class Translation:
 
     id: int
     source: str
-    src: al.Segmented | None
+    src: Segmented | None
     hyps: list[Hyp] = field(default_factory=list)
     truncated: bool = False
 
@@ -96,12 +106,20 @@ class Translation:
         return self.hyps[0].text if self.hyps else ""
 
     @property
+    def segmented(self) -> Segmented:
+        """The source's words and pieces (a line with something to translate)."""
+        if self.src is None:
+            raise ValueError(f"line {self.id + 1} is empty: it has no pieces")
+        return self.src
+
+    @property
     def score(self) -> float | None:
         return self.hyps[0].score if self.hyps else None
 
 
 class Translator:
-    """A loaded model plus everything needed to go from text to text and back to attention."""
+    """A loaded model plus everything needed to go from text to text; a hypothesis keeps its
+    beam attention (``Hyp.weights``), which :func:`seqattn.align.word_attention` reads."""
 
     def __init__(self, loaded: LoadedModel, device: str = "cpu", precision: str = "fp32"):
         self.loaded = loaded
@@ -110,9 +128,7 @@ class Translator:
         self.device = pick_device(device)
         check_precision(precision, self.device)
         self.precision = precision
-        limit = self.cfg.model.max_positions - 1 if self.cfg.model.arch == "transformer" \
-            else RNN_MAX_SOURCE
-        self.max_source_pieces = limit
+        self.max_source_pieces: int = self.model.max_source_len
 
     def translate(self, lines: Sequence[str], **options: Any) -> list[Translation]:
         """Translate ``lines``; see :meth:`stream` for the options."""
@@ -131,44 +147,40 @@ class Translator:
         (otherwise ``max_len_a`` · source length + ``max_len_b``); ``min_len`` forbids
         end-of-sentence before that many pieces.
         """
-        d = self.cfg.decoding
-        opts = {"beam": d.beam_size if beam is None else beam, "n_best": n_best,
-                "alpha": d.length_penalty if alpha is None else alpha,
-                "a": d.max_len_a if max_len_a is None else max_len_a,
-                "b": d.max_len_b if max_len_b is None else max_len_b,
-                "min_len": d.min_len if min_len is None else min_len, "max_len": max_len,
-                "batch_tokens": batch_tokens, "batch_size": batch_size, "attention": attention}
+        search = self.cfg.decoding.override(  # checked there, once
+            beam_size=beam, n_best=n_best, length_penalty=alpha, max_len_a=max_len_a,
+            max_len_b=max_len_b, min_len=min_len, max_len=max_len)
+        opts = Batching(batch_tokens, batch_size, attention)
         if batch_size is not None:
             chunk = max(chunk, 4 * batch_size)
-        if opts["beam"] < 1 or n_best < 1 or n_best > opts["beam"]:
-            raise UsageError(f"need 1 <= n_best ({n_best}) <= beam ({opts['beam']})")
         buffer: list[tuple[int, str]] = []
         for i, line in enumerate(lines):
             buffer.append((i, line))
             if len(buffer) >= chunk:
-                yield from self._chunk(buffer, opts)
+                yield from self._chunk(buffer, search, opts)
                 buffer = []
         if buffer:
-            yield from self._chunk(buffer, opts)
+            yield from self._chunk(buffer, search, opts)
 
-    def _chunk(self, items: list[tuple[int, str]], opts: dict[str, Any]) -> list[Translation]:
+    def _chunk(self, items: list[tuple[int, str]], search: DecodeConfig,
+               opts: Batching) -> list[Translation]:
         out = [self._segment(i, line) for i, line in items]
         todo = [k for k, tr in enumerate(out) if tr.src is not None]
-        lens = [len(out[k].src.ids) + 1 for k in todo]  # type: ignore[union-attr]
-        if opts["batch_size"]:
+        lens = [len(out[k].segmented.ids) + 1 for k in todo]
+        if opts.batch_size:
             order = sorted(range(len(todo)), key=lambda j: lens[j])
-            size = opts["batch_size"]
+            size = opts.batch_size
             batches = [order[i: i + size] for i in range(0, len(order), size)]
         else:
-            batches = bucket_batches(lens, lens, opts["batch_tokens"], seed=None)
+            batches = bucket_batches(lens, lens, opts.batch_tokens, seed=None)
         for batch in batches:
-            self._decode([out[todo[j]] for j in batch], opts)
+            self._decode([out[todo[j]] for j in batch], search, opts.attention)
         return out
 
     def _segment(self, i: int, line: str) -> Translation:
         if not line.strip():
             return Translation(i, line, None)
-        seg = al.segment(self.src_vocab.sp, line)
+        seg = segment(self.src_vocab.sp, line)
         if not seg.ids:  # e.g. only zero-width or control characters: nothing to translate
             return Translation(i, line, None)
         truncated = len(seg.ids) > self.max_source_pieces
@@ -176,26 +188,23 @@ class Translator:
             log.warning("line %d has %d pieces, more than this model takes (%d); translating "
                         "its first %d pieces", i + 1, len(seg.ids), self.max_source_pieces,
                         self.max_source_pieces)
-            n = self.max_source_pieces
-            seg = al.Segmented(seg.words, seg.pieces[:n], seg.ids[:n], seg.word_of_piece[:n])
+            seg = truncate(seg, self.max_source_pieces)
         return Translation(i, line, seg, truncated=truncated)
 
-    def _decode(self, batch: list[Translation], opts: dict[str, Any]) -> None:
-        from seqattn.beam import beam_search
-
-        src, src_pad = pad_sources([tr.src.ids for tr in batch])  # type: ignore[union-attr]
+    def _decode(self, batch: list[Translation], search: DecodeConfig, attention: bool) -> None:
+        src, src_pad = pad_sources([tr.segmented.ids for tr in batch])
         src_len = (~src_pad).sum(dim=1)                                            # (B,)
-        if opts["max_len"] is not None:
-            max_len = torch.full_like(src_len, opts["max_len"])
+        if search.max_len is not None:
+            max_len = torch.full_like(src_len, search.max_len)
         else:
-            max_len = (opts["a"] * src_len.float() + opts["b"]).long().clamp(min=1)
-        if self.cfg.model.arch == "transformer":
-            max_len = max_len.clamp(max=self.cfg.model.max_positions - 1)
+            max_len = (search.max_len_a * src_len.float() + search.max_len_b).long().clamp(min=1)
+        if self.model.max_target_len is not None:
+            max_len = max_len.clamp(max=self.model.max_target_len)
         with self.autocast():
             results = beam_search(self.model, src.to(self.device), src_pad.to(self.device),
-                                  opts["beam"], max_len.to(self.device), n_best=opts["n_best"],
-                                  min_len=opts["min_len"], alpha=opts["alpha"],
-                                  keep_weights=opts["attention"])
+                                  search.beam_size, max_len.to(self.device),
+                                  n_best=search.n_best, min_len=search.min_len,
+                                  alpha=search.length_penalty, keep_weights=attention)
         for tr, hyps, n in zip(batch, results, src_len.tolist()):
             tr.hyps = [self._hyp(h, n) for h in hyps]
 
@@ -211,39 +220,10 @@ class Translator:
     def _hyp(self, h: Any, src_len: int) -> Hyp:
         ids = h.tokens[:-1] if h.tokens and h.tokens[-1] == EOS else h.tokens
         pieces = self.tgt_vocab.id_to_piece(ids)
-        words, word_of_piece = al.group_pieces(pieces)
+        words, word_of_piece = group_pieces(pieces)
         weights = None if h.weights is None else h.weights[..., :src_len].float().cpu()
         return Hyp(self.tgt_vocab.decode(ids), pieces, words, word_of_piece, h.score,
                    h.log_prob, weights)
-
-    # ------------------------------------------------------------------ attention views
-
-    def default_view(self) -> tuple[int, str]:
-        """(layer, heads) read for alignments: the model's calibrated choice if it has one,
-        else the penultimate decoder layer averaged over heads (Garg et al. 2019)."""
-        stored = self.loaded.meta.get("alignment", {})
-        layers = self.cfg.model.dec_layers if self.cfg.model.arch == "transformer" else 1
-        default_layer = max(layers - 2, 0)
-        return int(stored.get("layer", default_layer)), str(stored.get("heads", "mean"))
-
-    def word_attention(self, tr: Translation, hyp: Hyp, layer: int | None = None,
-                       heads: str | None = None, shift: bool | None = None,
-                       blend: Any = al.STORED,
-                       view: al.View | None = None) -> tuple[Tensor, Tensor]:
-        """(target words × source words) attention and each target word's eos mass, read with
-        the model's stored view unless ``layer``/``heads``/``shift``/``blend`` say otherwise
-        (:func:`seqattn.align.resolve_view`, :func:`seqattn.align.view_rows`), or ``view``.
-
-        Row k of the beam's attention is the step that chose piece k; with shift-att piece k
-        reads row k + 1, the step where it was the input.
-        """
-        if hyp.weights is None or tr.src is None:
-            raise UsageError("no attention was kept for this translation")
-        if view is None:
-            view = al.resolve_view(self, layer, heads, shift, blend=blend)
-        # hyp.weights: (L, H, Tp + 1, S), the last row the eos step (forced at the limit)
-        return al.word_weights(al.view_rows(hyp.weights, view), hyp.word_of_piece,
-                               tr.src.word_of_piece, len(hyp.words), len(tr.src.words))
 
 
 def check_precision(precision: str, device: torch.device) -> None:

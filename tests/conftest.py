@@ -29,8 +29,8 @@ def make_model_dir(path: Path, kind: str, seed: int = 0) -> Path:
 
     from seqattn import checkpoint as ckpt
     from seqattn.config import config_from_dict, dump_config
-    from seqattn.data import Vocab, train_spm
     from seqattn.models import build_model
+    from seqattn.vocab import Vocab, train_spm
 
     path.mkdir(parents=True, exist_ok=True)
     train_spm([SAMPLE / "train.en", SAMPLE / "train.de"], path / "spm", 300, "unigram",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from seqattn.aer import aer, parse_pharaoh, parse_talp, read_pharaoh, read_talp, score_files
+from seqattn.align.aer import aer, parse_pharaoh, parse_talp, read_pharaoh, read_talp, score_files
 from seqattn.cli import run
 from seqattn.errors import DataError
 

@@ -15,12 +15,13 @@ import pytest
 import torch
 
 from seqattn import align as al
-from seqattn import alignchecks as chk
-from seqattn.aer import aer, parse_pharaoh
+from seqattn import vocab
+from seqattn.align import checks as chk
+from seqattn.align.aer import aer, parse_pharaoh
+from seqattn.align.symmetrize import grow_diag, grow_diag_final, grow_diag_final_and, symmetrize
 from seqattn.checkpoint import LoadedModel, read_meta, write_meta
 from seqattn.cli import run
 from seqattn.errors import UsageError
-from seqattn.symmetrize import grow_diag, grow_diag_final, grow_diag_final_and, symmetrize
 
 # --------------------------------------------------------------------------- helpers
 
@@ -40,7 +41,7 @@ class FakeSP:
         for piece in self.pieces:
             begin = pos
             body = piece
-            if piece.startswith(al.MARK):
+            if piece.startswith(vocab.MARK):
                 body = piece[1:]
                 while pos < len(text) and text[pos].isspace():
                     pos += 1
@@ -51,8 +52,8 @@ class FakeSP:
                 "offsets": offsets}
 
 
-def _seg(text: str, pieces: list[str]) -> al.Segmented:
-    return al.segment(FakeSP(pieces), text)
+def _seg(text: str, pieces: list[str]) -> vocab.Segmented:
+    return vocab.segment(FakeSP(pieces), text)
 
 
 def _one_hot_rows(targets: list[int], n_cols: int) -> torch.Tensor:
@@ -111,16 +112,16 @@ def test_copy_alignment_is_the_diagonal_whatever_the_segmentation(text, pieces, 
 
 
 def test_real_sentencepiece_never_shifts_a_word(tiny_transformer):
-    from seqattn.data import Vocab
+    from seqattn.vocab import Vocab
 
     sp = Vocab(tiny_transformer / "spm.model").sp
     for text in ["A dog runs.", "  Two   dogs,  running!", "Überraschung über  日本語 ▁ x",
                  "Strandkorbvermietung is fun", "עברית טקסט, ok", "a\tb"]:
-        seg = al.segment(sp, text)
+        seg = vocab.segment(sp, text)
         assert seg.words == text.split()
         assert sorted(set(seg.word_of_piece)) == list(range(len(seg.words)))
         for piece, piece_id, w in zip(seg.pieces, seg.ids, seg.word_of_piece):
-            body = piece.replace(al.MARK, "")
+            body = piece.replace(vocab.MARK, "")
             if body and piece_id != 1:  # an unknown piece prints as ⁇, not as its text
                 assert body in seg.words[w], (text, piece, seg.words[w])
 
@@ -301,7 +302,7 @@ def test_symmetrization_hand_example(heuristic, expected):
 def test_soft_symmetrization_by_hand():
     import torch
 
-    from seqattn.symmetrize import soft_symmetrize
+    from seqattn.align.symmetrize import soft_symmetrize
 
     fwd = torch.tensor([[0.6, 0.4, 0.0], [0.1, 0.1, 0.8]])           # (T=2, S=3)
     rev = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.0, 1.0]])          # (S=3, T=2)
@@ -476,7 +477,7 @@ def test_reverse_task_model_aligns_the_mirror(reverse_translator):
 
 @pytest.mark.slow
 def test_calibration_picks_the_plain_view_and_stores_it(reverse_translator, tmp_path):
-    from seqattn.calibrate import calibrate
+    from seqattn.align.calibrate import calibrate
 
     pairs, mirror = _reverse_pairs(30, seed=3)
     gold = tmp_path / "gold"
@@ -581,7 +582,7 @@ def test_usage_errors_exit_2(tiny_transformer, capsys, monkeypatch, args, messag
 
 
 def test_png_without_matplotlib(tiny_transformer, capsys, monkeypatch, tmp_path):
-    from seqattn import alignviz
+    from seqattn.align import viz as alignviz
 
     monkeypatch.setattr(alignviz, "have_matplotlib", lambda: False)
     code, _, err = _cli(["align", "-m", str(tiny_transformer), "-", "--png",
@@ -687,7 +688,7 @@ def test_cli_calibrate_prints_the_sweep_and_stores_the_view(tiny_transformer, tm
 
 def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny_transformer,
                                                                             tmp_path):
-    from seqattn.calibrate import BLEND_WEIGHTS, calibrate, candidate_views
+    from seqattn.align.calibrate import BLEND_WEIGHTS, calibrate, candidate_views
 
     tr = __import__("seqattn").load(tiny_transformer)
     files = _write_gold(tmp_path, SMALL_GOLD)
@@ -706,8 +707,8 @@ def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny
 
 def test_calibrate_with_a_reverse_model_stores_the_best_symmetrization(tiny_transformer,
                                                                          tmp_path, capsys):
-    from seqattn.calibrate import calibrate_sym, store_view
-    from seqattn.symmetrize import HEURISTICS, SOFT
+    from seqattn.align.calibrate import calibrate_sym, store_view
+    from seqattn.align.symmetrize import HEURISTICS, SOFT
 
     model = tmp_path / "model"
     shutil.copytree(tiny_transformer, model)
@@ -821,14 +822,14 @@ def test_shift_att_flag_and_merge_reach_the_view(tiny_transformer, capsys, monke
 
 def test_mismatch_found_while_streaming_and_missing_file(tiny_transformer, tmp_path, capsys,
                                                          monkeypatch):
-    from seqattn.cli import align as cli_align
+    from seqattn import textio
     from seqattn.errors import DataError
 
     src, tgt = tmp_path / "a.src", tmp_path / "a.tgt"
     src.write_text("a\nb\n", encoding="utf-8")
     tgt.write_text("a\nb\nc\nd\n", encoding="utf-8")
-    monkeypatch.setattr(cli_align, "_count_lines", lambda path: 0)  # as if both were pipes
-    pairs = cli_align._file_pairs(src, tgt)
+    monkeypatch.setattr(textio, "count_lines", lambda path: 0)  # as if both were pipes
+    pairs = textio.file_pairs(src, tgt)
     assert next(pairs) == ("a", "a") and next(pairs) == ("b", "b")
     with pytest.raises(DataError, match="has 2 lines but .* has 4"):
         next(pairs)
@@ -845,13 +846,15 @@ def test_beam_attention_of_a_greedy_output_equals_its_forced_alignment(tiny_mode
     teacher-forced pass over the same pieces computes, read through align's own view (plain or
     shift-att)."""
     import seqattn
-    from seqattn.data import BOS, pad_sources
+    from seqattn.data import pad_sources
+    from seqattn.vocab import BOS
 
     tr = seqattn.load(tiny_model)
     layers, _ = al.model_shape(tr)
     [t] = tr.translate(["A man in a red shirt rides a bike."], beam=1, max_len=8)
     hyp = t.hyps[0]
-    beam_words, beam_eos = tr.word_attention(t, hyp, layers - 1, "mean", shift, blend=blend)
+    beam_words, beam_eos = al.word_attention(
+        tr, t, hyp, al.resolve_view(tr, layers - 1, "mean", shift, blend=blend))
     ids = tr.tgt_vocab.sp.piece_to_id(hyp.pieces)
     src, src_pad = pad_sources([t.src.ids])
     with torch.no_grad():
@@ -869,9 +872,9 @@ def test_a_lone_marker_over_dropped_characters_goes_to_the_next_word():
     # characters sentencepiece drops belongs to "b" (word 3), not to the word "\x02"
     text = "a \x01 \x02 b c"
     spans = [m.span() for m in re.finditer(r"\S+", text)]
-    assert al._word_at(text, spans, 1, 6) == 3
-    assert al._word_at(text, spans, 1, 7) == 3      # "▁b" with the dropped characters before it
-    assert al._word_at(text, spans, 0, 1) == 0
+    assert vocab._word_at(text, spans, 1, 6) == 3
+    assert vocab._word_at(text, spans, 1, 7) == 3      # "▁b" with the dropped characters before it
+    assert vocab._word_at(text, spans, 0, 1) == 0
 
 
 def test_characters_sentencepiece_drops_never_shift_a_word(tiny_transformer):
@@ -882,6 +885,6 @@ def test_characters_sentencepiece_drops_never_shift_a_word(tiny_transformer):
     sp = seqattn.load(tiny_transformer).src_vocab.sp
     for text, words in (("a \x01 \x02 b c", ["a", "b", "c"]), ("\u200b a b", ["a", "b"]),
                         ("a \u200b b", ["a", "b"])):
-        seg = al.segment(sp, text)
+        seg = vocab.segment(sp, text)
         got = sorted({seg.words[w] for w in seg.word_of_piece})
         assert got == sorted(words), (text, seg.pieces, seg.word_of_piece)

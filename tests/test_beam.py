@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from seqattn.beam import beam_search, length_penalty
-from seqattn.data import EOS, pad_sources
-from seqattn.decode import greedy
+from seqattn.data import pad_sources
+from seqattn.decode import beam_search, greedy, length_penalty
 from seqattn.translate import load
+from seqattn.vocab import EOS
 from tests.conftest import SAMPLE
 
 

@@ -11,9 +11,10 @@ import pytest
 import torch
 
 from seqattn.config import config_from_dict
-from seqattn.data import Vocab, encode_corpus, train_spm
+from seqattn.data import encode_corpus, gold_rows, piece_links, read_pharaoh
 from seqattn.errors import ConfigError, DataError
-from seqattn.guided import alignment_loss, gold_rows, piece_links, read_pharaoh
+from seqattn.train.loss import alignment_loss
+from seqattn.vocab import Vocab, train_spm
 
 
 def test_read_pharaoh_takes_sure_and_possible_links(tmp_path):
@@ -124,7 +125,7 @@ def _shifted_corpus(tmp: Path, n: int) -> tuple[list[str], list[list[tuple[int, 
 def _agreement(model_dir: Path, pairs: list[tuple[str, str]],
                gold: list[list[tuple[int, int]]]) -> float:
     import seqattn
-    from seqattn.align import align
+    from seqattn.align.force import align
 
     tr = seqattn.load(model_dir)
     hits = total = 0
@@ -162,7 +163,7 @@ def test_guided_head_learns_the_given_alignment(tmp_path, shift):
 
 
 def test_guided_settings_are_checked_against_the_model(tmp_path):
-    from seqattn.train import guided_view
+    from seqattn.train.guided import guided_view
 
     cfg = config_from_dict({}, ["model.dec_layers=3", "model.heads=4",
                                 "training.guided_alignment=x.txt"])

@@ -219,8 +219,8 @@ def test_calibrate_store_view_keeps_the_sym_when_the_view_did_not_change(tiny_tr
                                                                           tmp_path):
     import seqattn
     from seqattn import align as al
-    from seqattn.aer import AlignmentScores
-    from seqattn.calibrate import SweepRow, store_view
+    from seqattn.align.aer import AlignmentScores
+    from seqattn.align.calibrate import SweepRow, store_view
 
     model = tmp_path / "run"
     shutil.copytree(tiny_transformer, model)
@@ -337,7 +337,7 @@ def test_plain_warnings_are_one_line_each_even_for_multi_line_messages(capsys):
 
 def test_force_align_returns_the_links_the_cli_prints(tiny_transformer, tmp_path, capsys):
     import seqattn
-    from seqattn.align import pharaoh
+    from seqattn.align.links import pharaoh
 
     gold = _gold(tmp_path / "gold")
     code, out, err = _cli(["align", "-m", tiny_transformer, gold / "g.src", gold / "g.tgt"],
@@ -348,7 +348,7 @@ def test_force_align_returns_the_links_the_cli_prints(tiny_transformer, tmp_path
     assert [pharaoh(r.links) for r in records] == out.splitlines()
     assert all(r.links for r in records)
     # a model name works too, and so does an explicit extraction
-    from seqattn.align import Extraction
+    from seqattn.align.links import Extraction
 
     again = seqattn.force_align(str(tiny_transformer), pairs[:1], extraction=Extraction())
     assert len(again[0].links) == len(SMALL_GOLD[0][1].split())   # argmax: one per word

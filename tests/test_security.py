@@ -39,7 +39,8 @@ def test_every_torch_load_is_weights_only():
 
 def test_pickle_payload_as_training_state_is_refused(tmp_path):
     from seqattn.config import config_from_dict
-    from seqattn.train import _load_state, make_schedule
+    from seqattn.train.schedule import make_schedule
+    from seqattn.train.state import load_state as _load_state
 
     marker = tmp_path / "pwned"
     state = tmp_path / "train_state.pt"

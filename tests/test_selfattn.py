@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from seqattn.cli import run
-from seqattn.data import BOS, PAD, pad_sources
+from seqattn.data import pad_sources
+from seqattn.vocab import BOS, PAD
 
 
 @pytest.fixture(scope="module")

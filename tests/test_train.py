@@ -183,7 +183,7 @@ def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
 def test_fused_loss_matches_torch_cross_entropy(smoothing):
     import torch.nn.functional as F
 
-    from seqattn.train import loss_sums
+    from seqattn.train.loss import loss_sums
 
     torch.manual_seed(0)
     logits = torch.randn(3, 5, 11, dtype=torch.float64, requires_grad=True)

@@ -22,7 +22,7 @@ def _sets(items: list[str]) -> list[str]:
 
 
 def test_train_spm_appends_model_to_a_dotted_prefix(tmp_path):
-    from seqattn.data import train_spm
+    from seqattn.vocab import train_spm
 
     _corpus(tmp_path)
     path = train_spm([tmp_path / "train.en"], tmp_path / "src.spm", 100, "unigram")

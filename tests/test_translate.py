@@ -2,21 +2,36 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 import seqattn
+from seqattn.align import word_attention
 from seqattn.cli import run
 
 
 def _cli(args: list[str], stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """In a real process (for what only a process shows: pipes, exit hooks, terminals)."""
     return subprocess.run([sys.executable, "-m", "seqattn", *args], input=stdin,
                           capture_output=True, timeout=300,
                           env={**os.environ, "NO_COLOR": "1"})
+
+
+@pytest.fixture()
+def cli(capsys, monkeypatch):
+    """The CLI in this process (no start-up cost), shaped like :func:`_cli`'s result."""
+    def call(args: list[str], stdin: bytes | None = None) -> SimpleNamespace:
+        monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin or b"")))
+        code = run(args)
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out.encode(), stderr=err.encode())
+    return call
 
 
 def test_library_api(tiny_transformer):
@@ -26,16 +41,16 @@ def test_library_api(tiny_transformer):
     assert out[1].text == "" and out[1].hyps == [] and out[1].score is None
     for t in (out[0], out[2]):
         assert len(t.hyps) == 2 and t.hyps[0].score >= t.hyps[1].score
-        words, eos = tr.word_attention(t, t.hyps[0])
+        words, eos = word_attention(tr, t, t.hyps[0])
         assert words.shape == (len(t.hyps[0].words), len(t.src.words))
         row_mass = words.sum(dim=1) + eos
         assert row_mass.tolist() == pytest.approx([1.0] * len(row_mass), abs=1e-5)
 
 
-def test_one_line_out_per_line_in(tiny_model):
+def test_one_line_out_per_line_in(tiny_model, cli):
     lines = ["A man.", "", "   ", "Zwei Hunde\tim Schnee ✓ 🙂", "x" * 50, "עברית", "end."]
     data = ("\r\n".join(lines) + "\n").encode()
-    proc = _cli(["translate", "-m", str(tiny_model), "--beam", "2"], stdin=data)
+    proc = cli(["translate", "-m", str(tiny_model), "--beam", "2"], stdin=data)
     assert proc.returncode == 0, proc.stderr.decode()
     out = proc.stdout.decode().split("\n")
     assert out[-1] == "" and len(out) - 1 == len(lines)
@@ -43,9 +58,9 @@ def test_one_line_out_per_line_in(tiny_model):
     assert all(out[i] for i in (0, 3, 4, 5, 6))
 
 
-def test_jsonl_and_tsv(tiny_transformer):
+def test_jsonl_and_tsv(tiny_transformer, cli):
     src = b"A man sleeps.\n\nTwo dogs run in the park.\n"
-    proc = _cli(["translate", "-m", str(tiny_transformer), "-f", "jsonl", "--attention"],
+    proc = cli(["translate", "-m", str(tiny_transformer), "-f", "jsonl", "--attention"],
                 stdin=src)
     assert proc.returncode == 0, proc.stderr.decode()
     rows = [json.loads(line) for line in proc.stdout.decode().splitlines()]
@@ -57,22 +72,22 @@ def test_jsonl_and_tsv(tiny_transformer):
     assert all(0 <= s < len(r["source_words"]) for s, _ in r["links"])
     assert len(r["attention"]) == len(r["target_words"])
     assert r["alignment"] == " ".join(f"{s}-{t}" for s, t in r["links"])
-    proc = _cli(["translate", "-m", str(tiny_transformer), "-f", "tsv"], stdin=src)
+    proc = cli(["translate", "-m", str(tiny_transformer), "-f", "tsv"], stdin=src)
     cols = [line.split("\t") for line in proc.stdout.decode().split("\n")[:-1]]
     assert [len(c) for c in cols] == [3, 3, 3] and cols[1] == ["", "", ""]
     float(cols[0][2])
 
 
-def test_invalid_utf8_is_replaced_with_a_warning(tiny_transformer):
-    proc = _cli(["translate", "-m", str(tiny_transformer)], stdin=b"ok\n\xff\xfe bad\nfine\n")
+def test_invalid_utf8_is_replaced_with_a_warning(tiny_transformer, cli):
+    proc = cli(["translate", "-m", str(tiny_transformer)], stdin=b"ok\n\xff\xfe bad\nfine\n")
     assert proc.returncode == 0
     assert len(proc.stdout.decode().split("\n")) == 4
     assert "line 2 is not valid UTF-8" in proc.stderr.decode()
 
 
-def test_long_line_is_cut_with_a_warning(tiny_transformer):
+def test_long_line_is_cut_with_a_warning(tiny_transformer, cli):
     long_line = " ".join(["dog"] * 1100)
-    proc = _cli(["translate", "-m", str(tiny_transformer), "--beam", "1"],
+    proc = cli(["translate", "-m", str(tiny_transformer), "--beam", "1"],
                 stdin=f"a dog\n{long_line}\n".encode())
     assert proc.returncode == 0
     assert len(proc.stdout.decode().split("\n")) == 3

@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 
 from seqattn.cli import align, evaluate, explain, export, train, translate  # noqa: F401
-from seqattn.cli.app import STATE, app, debug_from_env, err_console
+from seqattn.cli.app import STATE, app, debug_from_env, err_console, in_flags
 from seqattn.cli.output import PipeClosed
 from seqattn.errors import SeqattnError
 
@@ -92,7 +92,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         _error("interrupted")
         return 130
     except SeqattnError as e:
-        _error(str(e))
+        _error(in_flags(e))
         return e.exit_code
     except typer.Abort:
         _error("aborted")

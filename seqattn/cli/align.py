@@ -8,11 +8,11 @@ import sys
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
-from seqattn.alignchecks import EOS_MASS, FLAT_ENTROPY, OMISSION_MASS
+from seqattn.align.checks import EOS_MASS, FLAT_ENTROPY, OMISSION_MASS
 from seqattn.cli.app import STATE, app, err_console, out_console, tune_cpu
 from seqattn.cli.output import check_output_path, emit
 from seqattn.device import DEVICE_HELP
@@ -173,13 +173,14 @@ def align(
                             "slightly); fp16 on CUDA.")] = "fp32",
 ) -> None:
     """Force-decode given translations and link source words to target words."""
-    from seqattn import align as al
+    from seqattn.align import force, settings
+    from seqattn.align.views import Blend
     from seqattn.errors import UsageError
     from seqattn.translate import load
 
     extraction = _extraction(method, threshold, sym, reverse_model)
     self_kind = None if attention is Attention.cross else attention.value
-    blend_view = al.STORED if blend is None else al.Blend.parse(blend)
+    blend_view = settings.STORED if blend is None else Blend.parse(blend)
     if save_to is not None and calibrate is None:
         raise UsageError("--save-to says where --calibrate stores its settings; give "
                          "--calibrate GOLD")
@@ -188,17 +189,17 @@ def align(
     tune_cpu()
     translator = load(model, device=device, precision=precision)
     if self_kind is not None:
-        from seqattn.selfattn import resolve_self_view, self_attention
+        from seqattn.align.selfattn import resolve_self_view, self_attention
 
         view = resolve_self_view(translator, self_kind, layer, heads, merge.value)
-        records = self_attention(translator, _pairs(src, tgt, self_kind),  # type: ignore
-                                 view, extraction)
+        assert src is not None  # _check_outputs asked for it
+        records = self_attention(translator, _pairs(src, tgt, self_kind), view, extraction)
         _write_all(records, fmt, html, png)
         return
     explicit = method is not None or threshold is not None
     reverse = load(reverse_model, device=device, precision=precision) if reverse_model else None
     if calibrate is not None:
-        from seqattn.calibrate import check_destination
+        from seqattn.align.calibrate import check_destination
 
         check_destination(translator, save_to)  # a shipped model: refused before the sweep
         _calibrate(translator, calibrate, extraction if explicit else None, merge.value,
@@ -209,15 +210,16 @@ def align(
         if src is None:
             return
     if not explicit:  # the model's calibrated extraction, if it has one
-        extraction = al.resolve_extraction(translator, extraction)
+        extraction = settings.resolve_extraction(translator, extraction)
     if reverse is not None:  # and its calibrated symmetrization, for what was not given
-        extraction = al.resolve_sym_extraction(translator, extraction, sym is not None,
+        extraction = settings.resolve_sym_extraction(translator, extraction, sym is not None,
                                                explicit, reverse.loaded.path.name)
-    view = al.resolve_view(translator, layer, heads, shift_att, merge.value, blend=blend_view)
-    pairs = _pairs(src, tgt)  # type: ignore[arg-type]
+    view = settings.resolve_view(translator, layer, heads, shift_att, merge.value, blend=blend_view)
+    assert src is not None  # _check_outputs asked for it (only --calibrate goes without)
+    pairs = _pairs(src, tgt)
     interactive = src == "-" and sys.stdin.isatty()  # answer each typed line at once
     chunk = 1 if interactive else max(1, min(256, batch_tokens // 16))
-    results = al.align(translator, pairs, view, extraction, reverse, check=check,
+    results = force.align(translator, pairs, view, extraction, reverse, check=check,
                        batch_tokens=batch_tokens, chunk=chunk)
     _write_all(results, fmt, html, png, extraction if reverse else None)
 
@@ -235,7 +237,7 @@ def _write_all(records: Any, fmt: Format, html: Path | None, png: Path | None,
 def _refuse_overwrites(src: str | None, tgt: Path | None, calibrate: str | None,
                        html: Path | None, png: Path | None, save_to: Path | None) -> None:
     """No output may be an input (or another output): checked before the model loads."""
-    from seqattn.calibrate import gold_files
+    from seqattn.align.calibrate import gold_files
     from seqattn.cli.output import refuse_overwriting_inputs, refuse_stdout_onto_inputs
 
     inputs: list[tuple[str, Any]] = [("SRC_FILE", src), ("TGT_FILE", tgt)]
@@ -252,7 +254,7 @@ def _refuse_overwrites(src: str | None, tgt: Path | None, calibrate: str | None,
 
 def _extraction(method: Method | None, threshold: float | None, sym: Sym | None,
                 reverse_model: str | None) -> Any:
-    from seqattn.align import Extraction
+    from seqattn.align.links import Extraction
     from seqattn.errors import UsageError
 
     if sym is not None and reverse_model is None:
@@ -267,7 +269,7 @@ def _check_outputs(src: str | None, tgt: Path | None, calibrate: str | None,
                    html: Path | None, png: Path | None, self_kind: str | None = None,
                    reverse_model: str | None = None, shift_att: bool | None = None,
                    blend: str | None = None) -> None:
-    from seqattn.alignviz import have_matplotlib
+    from seqattn.align.viz import have_matplotlib
     from seqattn.errors import UsageError
 
     if self_kind is not None:
@@ -311,97 +313,27 @@ def _pairs(src: str, tgt: Path | None, self_kind: str | None = None
            ) -> Iterator[tuple[str, str]]:
     """(source, target) pairs; for encoder self-attention a target is optional (a stdin line
     without '|||' is a source sentence alone)."""
+    from seqattn.errors import UsageError
+    from seqattn.textio import file_lines, file_pairs, stdin_pairs, stream_lines
+
     if self_kind == "encoder":
         if src == "-":
             return ((line.split("|||")[0].strip(), "")
-                    for line in _lines(sys.stdin.buffer, "stdin"))
+                    for line in stream_lines(sys.stdin.buffer, "-"))
         if tgt is None:
-            return ((line, "") for line in _file_lines(Path(src)))
+            return ((line, "") for line in file_lines(Path(src)))
     if src == "-":
-        return _stdin_pairs(sys.stdin.buffer)
-    return _file_pairs(Path(src), tgt)  # type: ignore[arg-type]
-
-
-def _file_lines(path: Path) -> Iterator[str]:
-    with _open(path) as f:
-        yield from _lines(f, str(path))
-
-
-def _open(path: Path) -> IO[bytes]:
-    from seqattn.textio import open_input
-
-    return open_input(path)
-
-
-def _lines(stream: IO[bytes], name: str) -> Iterator[str]:
-    from seqattn.textio import stream_lines
-
-    return stream_lines(stream, name)
-
-
-def _count_lines(path: Path) -> int:
-    from seqattn.errors import DataError
-
-    n, last = 0, b"\n"
-    with _open(path) as f:
-        try:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                n += block.count(b"\n")
-                last = block[-1:]
-        except OSError as e:  # EIO and the like: bad input, named
-            raise DataError(f"cannot read '{path}': {e.strerror or e}") from None
-    return n + (last != b"\n")
-
-
-def _mismatch(src: Path, n_src: int, tgt: Path, n_tgt: int) -> Exception:
-    from seqattn.errors import DataError
-
-    return DataError(f"'{src}' has {n_src} lines but '{tgt}' has {n_tgt}; the files must be "
-                     "line-aligned (one sentence pair per line)")
-
-
-def _file_pairs(src: Path, tgt: Path) -> Iterator[tuple[str, str]]:
-    """Pairs of two line-aligned files, lazily. Regular files are counted first, so a
-    mismatch is reported before anything is written; pipes are checked as they run out."""
-    if src.is_file() and tgt.is_file():
-        n_src, n_tgt = _count_lines(src), _count_lines(tgt)
-        if n_src != n_tgt:
-            raise _mismatch(src, n_src, tgt, n_tgt)
-    with _open(src) as src_file, _open(tgt) as tgt_file:
-        a, b = _lines(src_file, str(src)), _lines(tgt_file, str(tgt))
-        count = 0
-        while True:
-            s, t = next(a, None), next(b, None)
-            if s is None and t is None:
-                return
-            if s is None or t is None:
-                n_src = count + (0 if s is None else 1 + sum(1 for _ in a))
-                n_tgt = count + (0 if t is None else 1 + sum(1 for _ in b))
-                raise _mismatch(src, n_src, tgt, n_tgt)
-            count += 1
-            yield s, t
-
-
-def _stdin_pairs(stream: IO[bytes]) -> Iterator[tuple[str, str]]:
-    from seqattn.errors import DataError
-
-    for number, line in enumerate(_lines(stream, "stdin"), start=1):
-        if not line.strip():
-            yield "", ""
-            continue
-        parts = line.split("|||")
-        if len(parts) != 2:
-            found = "no '|||'" if len(parts) == 1 else f"{len(parts) - 1} '|||'"
-            raise DataError(f"stdin line {number}: expected 'source ||| target', found {found} "
-                            f"in {line[:60]!r}")
-        yield parts[0].strip(), parts[1].strip()
+        return stdin_pairs(sys.stdin.buffer)
+    if tgt is None:
+        raise UsageError(f"give TGT_FILE, line-aligned with '{src}'")
+    return file_pairs(Path(src), tgt)
 
 
 # --------------------------------------------------------------------------- output
 
 
 def _write(rec: Any, fmt: Format, extraction: Any) -> None:
-    from seqattn.align import pharaoh
+    from seqattn.align.links import pharaoh
 
     if fmt is Format.pharaoh:
         emit(pharaoh(rec.links), flush=True)
@@ -410,7 +342,7 @@ def _write(rec: Any, fmt: Format, extraction: Any) -> None:
     elif rec.empty:
         emit("", flush=True)
     else:
-        from seqattn.alignviz import alignment_table, heatmap
+        from seqattn.align.viz import alignment_table, heatmap
 
         out_console().print(alignment_table(rec) if fmt is Format.table else heatmap(rec))
         sys.stdout.flush()
@@ -418,7 +350,7 @@ def _write(rec: Any, fmt: Format, extraction: Any) -> None:
 
 def _json(rec: Any, extraction: Any) -> dict[str, Any]:
     """One jsonl record; ``extraction`` is given when a reverse model symmetrized the links."""
-    from seqattn.align import pharaoh
+    from seqattn.align.links import pharaoh
 
     links = sorted(rec.links)
     obj: dict[str, Any] = {
@@ -445,7 +377,7 @@ def _json(rec: Any, extraction: Any) -> dict[str, Any]:
 
 
 def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:
-    from seqattn import alignviz
+    from seqattn.align import viz as alignviz
 
     if html is not None:
         alignviz.write_html(html, records)
@@ -459,7 +391,7 @@ def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any, me
                    batch_tokens: int, save_to: Path | None) -> None:
     from rich.table import Table
 
-    from seqattn.calibrate import calibrate_sym, store_sym
+    from seqattn.align.calibrate import calibrate_sym, store_sym
 
     rows, best = calibrate_sym(translator, reverse, spec, extraction, merge, batch_tokens,
                                store=False)
@@ -497,7 +429,7 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
                batch_tokens: int, save_to: Path | None, resweep_sym: bool) -> None:
     from rich.table import Table
 
-    from seqattn.calibrate import calibrate, store_view
+    from seqattn.align.calibrate import calibrate, store_view
 
     rows, best = calibrate(translator, spec, extraction, merge, batch_tokens, store=False)
     if not STATE["quiet"]:

@@ -29,6 +29,22 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
+#: The flag of each library parameter a command passes on: an error that names a parameter
+#: (``SeqattnError.params``) is shown with the flag the user typed.
+FLAGS = {"decoding.beam_size": "--beam", "decoding.n_best": "--n-best",
+         "decoding.length_penalty": "--alpha", "decoding.min_len": "--min-len",
+         "decoding.max_len": "--max-len"}
+
+
+def in_flags(error: Exception) -> str:
+    """The message of ``error`` with each library parameter it names replaced by its flag."""
+    message = str(error)
+    for param in getattr(error, "params", ()):
+        if param in FLAGS:
+            message = message.replace(param, FLAGS[param])
+    return message
+
+
 # Global state set by the callback (the CLI is one process, one invocation).
 STATE = {"debug": False, "quiet": False}
 

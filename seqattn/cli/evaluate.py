@@ -1,5 +1,5 @@
 """``seqattn evaluate``: sacreBLEU scores (see seqattn.evaluate) and alignment error rate
-(see seqattn.aer). Neither path imports torch; sacrebleu loads only when a command runs."""
+(see seqattn.align.aer). Neither path imports torch; sacrebleu loads only when a command runs."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from seqattn.cli.app import app, out_console
 from seqattn.cli.output import check_output_path, emit, refuse_overwriting_inputs
 
 if TYPE_CHECKING:
-    from seqattn.aer import AlignmentScores
+    from seqattn.align.aer import AlignmentScores
     from seqattn.evaluate import Evaluation
 
 EXAMPLES = """
@@ -170,9 +170,8 @@ def _evaluate_model(model: str, src: str, beam: int | None, save_hyp: str | None
     from pathlib import Path
 
     from seqattn import evaluate as ev
-    from seqattn.checkpoint import atomic_open
     from seqattn.cli.app import tune_cpu
-    from seqattn.textio import read_lines
+    from seqattn.textio import atomic_open, read_lines
     from seqattn.translate import load, resolve_model
 
     baseline = paired[0]
@@ -244,7 +243,7 @@ def _evaluate_translations(
         for record in ev.sentence_scores(test_sets, options):
             emit(json.dumps(record, ensure_ascii=False, allow_nan=False))
         return
-    paired_options = ev.PairedOptions(*paired) if baseline is not None else None
+    paired_options = None if baseline is None else ev.PairedOptions(baseline, *paired[1:])
     result = ev.evaluate(test_sets, options, paired_options)
     {"table": _print_table, "json": _print_json, "tsv": _print_tsv}[fmt](result)
 
@@ -374,7 +373,7 @@ def _evaluate_alignments(
 ) -> None:
     from dataclasses import asdict
 
-    from seqattn.aer import score_files
+    from seqattn.align.aer import score_files
 
     results = [(f, score_files(f, gold, gold_one_indexed=gold_one_indexed, reverse=reverse))
                for f in files]

@@ -86,7 +86,8 @@ def train(
     else:
         cfg = load_config(source, overrides or [])
     if out is None:
-        out = Path("runs") / (preset or (Path(source).stem if config is not None else "model"))
+        name = preset or (Path(config).stem if config is not None else "model")
+        out = Path("runs") / name
     summary = run_training(cfg, out, resume=resume, device=device, reporter=RichReporter())
     best = summary["best"]
     err_console().print(

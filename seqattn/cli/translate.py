@@ -133,23 +133,20 @@ def translate(
         from seqattn.cli.output import refuse_stdout_onto_inputs
 
         refuse_stdout_onto_inputs([("--input", input)])
-    if n_best > (beam or n_best):
-        raise UsageError(f"--n-best ({n_best}) cannot exceed --beam ({beam})")
-    from seqattn import align as al
+    from seqattn.align.settings import STORED, resolve_view
+    from seqattn.align.views import Blend
 
-    blend_view = al.STORED if blend is None else al.Blend.parse(blend)
+    blend_view = STORED if blend is None else Blend.parse(blend)
     translator = load(model, device=device, precision=precision)
     need_attention = align or fmt is Format.jsonl
     view = None
     if need_attention or any(x is not None for x in (layer, heads, shift_att, blend)):
-        view = al.resolve_view(translator, layer, heads, shift_att, blend=blend_view)
+        view = resolve_view(translator, layer, heads, shift_att, blend=blend_view)
     lines = iter(text) if text else _read(input or "-")
     table_console = None
     if align:
         table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
             else err_console()
-    if min_len is not None and max_len is not None and min_len > max_len:
-        raise UsageError(f"--min-len ({min_len}) cannot exceed --max-len ({max_len})")
     results = translator.stream(lines, beam=beam, n_best=n_best, alpha=alpha,
                                 min_len=min_len, max_len=max_len, batch_size=batch_size,
                                 batch_tokens=batch_tokens, attention=need_attention,
@@ -179,7 +176,9 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any) -
 
 
 def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any]:
-    from seqattn.align import extract_links, pharaoh, resolve_extraction
+    from seqattn.align.force import word_attention
+    from seqattn.align.links import extract_links, pharaoh
+    from seqattn.align.settings import resolve_extraction
 
     obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
                            "score": tr.score,
@@ -190,7 +189,7 @@ def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any
     nbest = []
     ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
     for h in tr.hyps:
-        words, eos = translator.word_attention(tr, h, view=view)
+        words, eos = word_attention(translator, tr, h, view)
         links = extract_links(words, ex.method, ex.threshold)
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
@@ -212,11 +211,13 @@ def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any
 def _table(translator: Any, tr: Any, view: Any) -> Any:
     from rich.table import Table
 
-    from seqattn.align import entropy
+    from seqattn.align.force import word_attention
+    from seqattn.align.words import entropy
 
     hyp = tr.hyps[0]
-    words, eos = translator.word_attention(tr, hyp, view=view)
-    where = "" if translator.cfg.model.arch != "transformer" else \
+    words, eos = word_attention(translator, tr, hyp, view)
+    several = translator.model.attention_shape() != (1, 1)  # else one attention: no choice
+    where = "" if not several else \
         f", layer {view.layer}, heads {view.heads}"
     if view.shift:
         where += ", shift-att (each word read where it was the decoder input)"
@@ -229,7 +230,7 @@ def _table(translator: Any, tr: Any, view: Any) -> Any:
     for name, justify in (("#", "right"), ("output", "left"), ("attends to", "left"),
                           ("weight", "right"), ("runner-up", "left"), ("entropy", "right"),
                           ("eos", "right")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]  # rich's Literal
     src_words = tr.src.words
     for j, row in enumerate(words.tolist()):
         order = sorted(range(len(row)), key=lambda i: -row[i])

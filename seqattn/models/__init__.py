@@ -32,8 +32,10 @@ from seqattn.models.transformer import (
     TransformerState,
     build_transformer,
 )
-
-PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+from seqattn.vocab import BOS as BOS_ID
+from seqattn.vocab import EOS as EOS_ID
+from seqattn.vocab import PAD as PAD_ID
+from seqattn.vocab import UNK as UNK_ID
 
 MemoryT = TypeVar("MemoryT", bound="Memory")
 StateT = TypeVar("StateT", bound="State")
@@ -81,11 +83,28 @@ class Seq2Seq(Protocol[MemoryT, StateT]):
     def step(self, prev_tokens: Tensor, state: StateT,
              memory: MemoryT) -> tuple[Tensor, StateT, Tensor]: ...
 
+    #: the longest source (pieces, without eos) the encoder takes
+    max_source_len: int
+    #: the longest output (pieces) the decoder can produce, None for no hard limit
+    max_target_len: int | None
+
+    def attention_shape(self, kind: str = "cross") -> tuple[int, int] | None:
+        """(layers L, heads H) of an attention the model shows: ``"cross"`` (the weights of
+        ``forward`` and ``step``), ``"encoder"`` or ``"decoder"`` self-attention (through
+        ``self_attention``); None for a kind this model does not have."""
+        ...
+
 
 BUILDERS: dict[str, Callable[[ModelConfig, int, int, int], nn.Module]] = {
     "rnn": build_rnn,
     "transformer": build_transformer,
 }
+
+
+def attention_shape_of(cfg: ModelConfig) -> tuple[int, int]:
+    """(layers, heads) of the cross-attention a model of ``cfg`` will show, known before it is
+    built (:meth:`Seq2Seq.attention_shape` of the built model says the same)."""
+    return (cfg.dec_layers, cfg.heads) if cfg.arch == "transformer" else (1, 1)
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int,
@@ -100,6 +119,7 @@ def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int,
 __all__ = [
     "BOS_ID",
     "BUILDERS",
+    "attention_shape_of",
     "EOS_ID",
     "PAD_ID",
     "UNK_ID",

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from seqattn.attention import AdditiveScore, attend, build_score
+from seqattn.attention import AdditiveScore, Score, attend, build_score
 from seqattn.config import ModelConfig
 
 
@@ -260,7 +260,7 @@ class LuongDecoder(nn.Module):
         self.hidden_size, self.input_feeding = hidden_size, input_feeding
         self.embed = nn.Embedding(vocab, embed_size, padding_idx=pad_id)
         self.kv_bridge = nn.Linear(enc_size, hidden_size, bias=False)   # W_b
-        self.score = build_score(score, hidden_size, hidden_size)
+        self.score: Score = build_score(score, hidden_size, hidden_size)
         rnn_input = embed_size + (hidden_size if input_feeding else 0)
         self.rnn = StackedCell(cell, rnn_input, hidden_size, layers, dropout)
         self.bridge = InitBridge(enc_size, hidden_size, layers, cell)
@@ -334,10 +334,18 @@ class RNNSeq2Seq(nn.Module):
     """Encoder-decoder wrapper that gives the RNN models the common ``Seq2Seq`` interface
     (see :mod:`seqattn.models`). Attention weights have L = 1 layer and H = 1 head."""
 
+    #: an RNN has no hard source limit; this bounds time and memory
+    max_source_len = 1024
+    max_target_len = None
+
     def __init__(self, encoder: Encoder, decoder: BahdanauDecoder | LuongDecoder):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+
+    def attention_shape(self, kind: str = "cross") -> tuple[int, int] | None:
+        """One layer, one head of cross-attention; no self-attention."""
+        return (1, 1) if kind == "cross" else None
 
     def encode(self, src: Tensor, src_pad: Tensor) -> RNNMemory:
         """Shapes: src (B, S) long, src_pad (B, S) bool -> RNNMemory."""

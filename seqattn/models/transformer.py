@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -194,6 +195,8 @@ class TransformerSeq2Seq(nn.Module):
     modules; this class does not know whether its embeddings are tied.
     """
 
+    positions: Tensor  # (max_positions, D) sinusoids, a non-persistent buffer
+
     def __init__(self, src_embed: nn.Embedding, tgt_embed: nn.Embedding,
                  encoder: nn.ModuleList, decoder: nn.ModuleList, generator: nn.Linear,
                  pre_norm: bool, dropout: float, max_positions: int):
@@ -201,6 +204,7 @@ class TransformerSeq2Seq(nn.Module):
         d_model = tgt_embed.embedding_dim
         self.src_embed, self.tgt_embed = src_embed, tgt_embed
         self.encoder, self.decoder = encoder, decoder
+        self.n_heads = cast(DecoderLayer, decoder[0]).self_attn.n_heads
         self.generator = generator
         self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
@@ -209,6 +213,21 @@ class TransformerSeq2Seq(nn.Module):
         # A constant table, not a cache: excluded from the state dict.
         self.register_buffer("positions", sinusoidal_positions(max_positions, d_model),
                              persistent=False)
+        self.max_source_len = max_positions - 1  # the eos takes the last position
+        self.max_target_len: int | None = max_positions - 1
+
+    def attention_shape(self, kind: str = "cross") -> tuple[int, int] | None:
+        """(layers, heads) of the cross-attention or of the encoder's / decoder's
+        self-attention."""
+        if kind not in ("cross", "encoder", "decoder"):
+            return None
+        return len(self.encoder if kind == "encoder" else self.decoder), self.n_heads
+
+    def encoder_layers(self) -> list[EncoderLayer]:
+        return cast(list[EncoderLayer], list(self.encoder))
+
+    def decoder_layers(self) -> list[DecoderLayer]:
+        return cast(list[DecoderLayer], list(self.decoder))
 
     def _embed(self, tokens: Tensor, embed: nn.Embedding, offset: int = 0) -> Tensor:
         """Shapes: tokens (B, T) -> (B, T, D), positions offset .. offset + T - 1."""
@@ -225,10 +244,10 @@ class TransformerSeq2Seq(nn.Module):
         Shapes: src (B, S) long, src_pad (B, S) bool, True = padding -> TransformerMemory
         """
         x = self._embed(src, self.src_embed)                        # (B, S, D)
-        for layer in self.encoder:
+        for layer in self.encoder_layers():
             x, _ = layer(x, src_pad)
         x = self.enc_norm(x)                                        # (B, S, D)
-        kv = [layer.cross_attn.project_kv(x, x) for layer in self.decoder]
+        kv = [layer.cross_attn.project_kv(x, x) for layer in self.decoder_layers()]
         return TransformerMemory(src_pad, tuple(k for k, _ in kv), tuple(v for _, v in kv))
 
     def init_state(self, memory: TransformerMemory) -> TransformerState:
@@ -247,7 +266,7 @@ class TransformerSeq2Seq(nn.Module):
             state = state.room_for(T)
         past = 0 if state is None else state.length
         weights = []
-        for i, layer in enumerate(self.decoder):
+        for i, layer in enumerate(self.decoder_layers()):
             x, w = layer(x, None if state is None else state.self_k[i],
                          None if state is None else state.self_v[i], past,
                          memory.cross_k[i], memory.cross_v[i], memory.src_pad, need_weights)
@@ -302,15 +321,15 @@ class TransformerSeq2Seq(nn.Module):
         """
         x = self._embed(src, self.src_embed)                        # (B, S, D)
         encoder = []
-        for layer in self.encoder:
+        for layer in self.encoder_layers():
             x, w = layer(x, src_pad, need_weights=True)
             encoder.append(w)
         x = self.enc_norm(x)
         y = self._embed(tgt_in, self.tgt_embed)                     # (B, T, D)
         decoder: list[Tensor] = []
-        for layer in self.decoder:
-            k, v = layer.cross_attn.project_kv(x, x)
-            y, _ = layer(y, None, None, 0, k, v, src_pad, False, self_weights=decoder)
+        for dec_layer in self.decoder_layers():
+            k, v = dec_layer.cross_attn.project_kv(x, x)
+            y, _ = dec_layer(y, None, None, 0, k, v, src_pad, False, self_weights=decoder)
         return torch.stack(encoder, dim=1), torch.stack(decoder, dim=1)
 
 

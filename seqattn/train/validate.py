@@ -8,14 +8,15 @@ from typing import Any
 import torch
 
 from seqattn.config import Config
-from seqattn.data import EOS, bucket_batches, iterate_batches, pad_sources
+from seqattn.data import bucket_batches, iterate_batches, pad_sources
+from seqattn.decode import greedy
+from seqattn.train.loss import loss_sums
+from seqattn.vocab import EOS
 
 
 @torch.no_grad()
 def validate(model: Any, data: Any, cfg: Config, dev: torch.device) -> dict[str, float]:
     """Scores of ``model`` on ``data.valid``: loss and ppl per target token, BLEU and chrF."""
-    from seqattn.train import loss_sums
-
     model.eval()
     valid = data.valid
     loss = nll = 0.0
@@ -40,8 +41,6 @@ def validate(model: Any, data: Any, cfg: Config, dev: torch.device) -> dict[str,
 def greedy_texts(model: Any, src_ids: list[list[int]], tgt_vocab: Any, dev: torch.device,
                  batch_tokens: int, max_len_a: float, max_len_b: int) -> list[str]:
     """Greedy translations of encoded sources (without eos), in input order."""
-    from seqattn.decode import greedy
-
     out: list[str] = [""] * len(src_ids)
     lens = [len(s) for s in src_ids]
     for idx in bucket_batches(lens, lens, batch_tokens, seed=None):

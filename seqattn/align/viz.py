@@ -1,7 +1,7 @@
 """Pictures of word alignments: Rich tables and heatmaps for the terminal, a self-contained
 HTML page, and (with matplotlib installed) a PNG.
 
-Everything here reads :class:`seqattn.align.PairAlignment` records (word matrix, eos mass,
+Everything here reads :class:`seqattn.align.force.PairAlignment` records (word matrix, eos mass,
 links, checks) and returns a renderable or a string; only :func:`write_html` and
 :func:`write_png` touch the disk, atomically (temporary file, then rename). The HTML page needs
 no network and no script: one table per pair, cells shaded by weight (the value in the tooltip
@@ -16,7 +16,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from seqattn.align import PairAlignment, entropy
+from seqattn.align.force import PairAlignment
+from seqattn.align.words import entropy
 
 SHADES = ((0.75, "█"), (0.5, "▓"), (0.25, "▒"), (0.1, "░"))
 PNG_MAX_PAIRS = 50
@@ -187,7 +188,7 @@ def html_document(records: Sequence[PairAlignment], title: str = "seqattn align"
 def write_html(path: str | Path, records: Sequence[PairAlignment],
                title: str = "seqattn align") -> None:
     """Write :func:`html_document` to ``path`` atomically."""
-    from seqattn.checkpoint import atomic_write
+    from seqattn.textio import atomic_write
 
     text = html_document(records, title)
     atomic_write(Path(path), lambda f: f.write(text))
@@ -207,21 +208,24 @@ def write_png(path: str | Path, records: Sequence[PairAlignment]) -> int:
     atomically. Needs matplotlib (``pip install matplotlib``). Returns the pairs drawn."""
     from matplotlib.figure import Figure
 
-    from seqattn.checkpoint import atomic_open
+    from seqattn.textio import atomic_open
 
     shown = [r for r in records if r.words is not None][:PNG_MAX_PAIRS]
     if not shown:
         shown_height = [1.0]
     else:
-        shown_height = [max(1.5, 0.3 * len(r.tgt.words) + 1.2) for r in shown]  # type: ignore
-    width = max([4.0] + [0.35 * len(r.src.words) + 2.0 for r in shown])  # type: ignore[union-attr]
+        shown_height = [max(1.5, 0.3 * len(r.sides[1].words) + 1.2) for r in shown]
+    width = max([4.0] + [0.35 * len(r.sides[0].words) + 2.0 for r in shown])
     fig = Figure(figsize=(width, sum(shown_height)), layout="constrained")
     axes = fig.subplots(max(1, len(shown)), 1, squeeze=False,
                         height_ratios=shown_height)[:, 0]
     for ax, rec in zip(axes, shown):
-        ax.imshow(rec.words.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
-        ax.set_xticks(range(len(rec.src.words)), rec.src.words, rotation=90)  # type: ignore
-        ax.set_yticks(range(len(rec.tgt.words)), rec.tgt.words)  # type: ignore[union-attr]
+        words = rec.words
+        assert words is not None  # only pairs with a matrix are shown
+        ax.imshow(words.numpy(), cmap="Blues", vmin=0.0, vmax=1.0, aspect="auto")
+        src, tgt = rec.sides
+        ax.set_xticks(range(len(src.words)), src.words, rotation=90)
+        ax.set_yticks(range(len(tgt.words)), tgt.words)
         if rec.links:
             s, t = zip(*sorted(rec.links))
             ax.scatter(s, t, s=40, facecolors="none", edgecolors="#d62728")

@@ -4,8 +4,8 @@ Every pair of the gold set is force-decoded once, keeping the attention of every
 and head; then each view — layer × heads (mean, max, each head) × {plain, shift-att} — and
 each way of extracting links (argmax per target word, or every pair with weight ≥ 0.3, 0.4,
 0.5; only the one asked for when ``--method``/``--threshold`` are given) is scored with the
-alignment error rate (:func:`seqattn.aer.aer`). Then, for a Transformer, the best of those
-views is blended with a second view read plainly (:class:`seqattn.align.Blend`: each layer's
+alignment error rate (:func:`seqattn.align.aer.aer`). Then, for a Transformer, the best of those
+views is blended with a second view read plainly (:class:`seqattn.align.views.Blend`: each layer's
 head mean at weights ``BLEND_WEIGHTS``), with every extraction again. The lowest AER wins
 (ties: the first in that order, so the simpler setting; a blend only when it is strictly
 better). The winner is stored in the model directory's ``seqattn.json`` as ``"alignment":
@@ -27,8 +27,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from seqattn import align as al
-from seqattn.aer import AlignmentScores, GoldAlignment, aer, parse_talp
+from seqattn.align.aer import AlignmentScores, GoldAlignment, aer, parse_talp
+from seqattn.align.force import PairAlignment, force_align
+from seqattn.align.links import Extraction, both_ways, extract_links
+from seqattn.align.settings import AlignmentSettings, StoredSym, model_shape, resolve_view
+from seqattn.align.symmetrize import HEURISTICS, SOFT
+from seqattn.align.views import Blend, View, view_rows
+from seqattn.align.words import word_weights
 from seqattn.errors import DataError, UsageError
 from seqattn.textio import read_lines
 
@@ -42,19 +47,19 @@ log = logging.getLogger(__name__)
 class SweepRow:
     """One view, one link extraction, and their scores on the gold set."""
 
-    view: al.View
+    view: View
     scores: AlignmentScores
-    extraction: al.Extraction = al.Extraction()
+    extraction: Extraction = Extraction()
 
 THRESHOLDS = (0.3, 0.4, 0.5)
 BLEND_WEIGHTS = (0.2, 0.3, 0.4, 0.5)
 
 
-def candidate_extractions(given: al.Extraction | None) -> list[al.Extraction]:
+def candidate_extractions(given: Extraction | None) -> list[Extraction]:
     """The extraction asked for, else argmax and each threshold of ``THRESHOLDS``."""
     if given is not None:
         return [given]
-    return [al.Extraction()] + [al.Extraction("threshold", t) for t in THRESHOLDS]
+    return [Extraction()] + [Extraction("threshold", t) for t in THRESHOLDS]
 
 
 def gold_files(spec: str | Path) -> tuple[Path, Path, Path]:
@@ -106,42 +111,42 @@ def _has_zero(line: str) -> bool:
     return any("0" in token.replace("p", "-").split("-") for token in line.split())
 
 
-def candidate_views(translator: Translator, merge: str = "sum") -> list[al.View]:
+def candidate_views(translator: Translator, merge: str = "sum") -> list[View]:
     """Every view to try, simplest first: per layer, heads mean, max, 0..H-1; plain, shift."""
-    n_layers, n_heads = al.model_shape(translator)
+    n_layers, n_heads = model_shape(translator)
     heads = ["mean"] + (["max", *map(str, range(n_heads))] if n_heads > 1 else [])
-    return [al.View(layer, h, shift, merge)
+    return [View(layer, h, shift, merge)
             for layer in range(n_layers) for h in heads for shift in (False, True)]
 
 
-def blended_views(translator: Translator, view: al.View) -> list[al.View]:
+def blended_views(translator: Translator, view: View) -> list[View]:
     """``view`` blended with each layer's head mean, read plainly, at each of
     ``BLEND_WEIGHTS``; none for a model with one layer and one head (an RNN). Only the mean:
     a blend of two distributions is a distribution, so the weights a table shows still sum to
     one (``--blend LAYER:max:W`` remains a manual choice)."""
-    n_layers, n_heads = al.model_shape(translator)
+    n_layers, n_heads = model_shape(translator)
     if n_layers * n_heads == 1:
         return []
-    return [replace(view, blend=al.Blend(layer, "mean", weight))
+    return [replace(view, blend=Blend(layer, "mean", weight))
             for layer in range(n_layers) for weight in BLEND_WEIGHTS]
 
 
 def sweep(translator: Translator, pairs: list[tuple[str, str]], gold: list[GoldAlignment],
-          extraction: al.Extraction | None = None, merge: str = "sum",
+          extraction: Extraction | None = None, merge: str = "sum",
           batch_tokens: int = 4096) -> list[SweepRow]:
     """Score every candidate view × extraction on the gold pairs (``extraction``: only that
     one; None: :func:`candidate_extractions`), then the best view's blends
     (:func:`blended_views`). One forward pass per batch in all."""
-    records = al.force_align(translator, pairs, al.View(merge=merge),
+    records = force_align(translator, pairs, View(merge=merge),
                              batch_tokens=batch_tokens, keep_weights=True)
     sure, possible = [g.sure for g in gold], [g.possible for g in gold]
 
-    def score(views: list[al.View]) -> list[SweepRow]:
+    def score(views: list[View]) -> list[SweepRow]:
         out = []
         for view in views:
             words = [_words(rec, view) for rec in records]
             for ex in candidate_extractions(extraction):
-                hyps = [set() if w is None else al.extract_links(w, ex.method, ex.threshold)
+                hyps = [set() if w is None else extract_links(w, ex.method, ex.threshold)
                         for w in words]
                 out.append(SweepRow(view, aer(hyps, sure, possible), ex))
         return out
@@ -150,11 +155,11 @@ def sweep(translator: Translator, pairs: list[tuple[str, str]], gold: list[GoldA
     return rows + score(blended_views(translator, best_row(rows).view))
 
 
-def _words(rec: al.PairAlignment, view: al.View) -> Any:
+def _words(rec: PairAlignment, view: View) -> Any:
     """The (target words × source words) matrix of ``view``, or None for an empty pair."""
     if rec.weights is None or rec.src is None or rec.tgt is None:
         return None
-    words, _ = al.word_weights(al.view_rows(rec.weights, view), rec.tgt.word_of_piece,
+    words, _ = word_weights(view_rows(rec.weights, view), rec.tgt.word_of_piece,
                                rec.src.word_of_piece, len(rec.tgt.words), len(rec.src.words),
                                view.merge)
     return words
@@ -169,21 +174,13 @@ def store_view(translator: Translator, row: SweepRow, save_to: str | Path | None
                ) -> StoredSetting:
     """Store the view in ``save_to`` (default: the model's own directory) and use it now.
 
-    A stored symmetrization (``"sym"``) was tuned for the previous view: it is kept when the
-    view did not change, else dropped and named in the result (``calibrate_sym`` re-tunes it).
+    A stored symmetrization was tuned for the previous view: it is kept when the view did not
+    change, else dropped and named in the result (``calibrate_sym`` re-tunes it).
     """
-    old = translator.loaded.meta.get("alignment", {})
-    setting = {**old, "layer": row.view.layer, "heads": row.view.heads, "shift": row.view.shift,
-               "method": row.extraction.method, "threshold": row.extraction.threshold,
-               "aer": round(row.scores.aer, 6)}
-    setting.pop("blend", None)
-    if row.view.blend is not None:
-        setting["blend"] = row.view.blend.as_dict()
-    dropped = []
-    view_keys = ("layer", "heads", "shift", "blend")
-    if "sym" in old and any(old.get(k) != setting.get(k) for k in view_keys):
-        dropped.append(describe_sym(setting.pop("sym")))
-    return StoredSetting(_store_alignment(translator, setting, save_to), setting, tuple(dropped))
+    old = AlignmentSettings.of(translator)
+    new = old.with_view(row.view, row.extraction, round(row.scores.aer, 6))
+    dropped = (old.sym.describe(),) if old.sym is not None and new.sym is None else ()
+    return StoredSetting(_store_alignment(translator, new, save_to), new, dropped)
 
 
 @dataclass(frozen=True)
@@ -192,15 +189,8 @@ class StoredSetting:
     the stored settings it dropped (each in words) because they were tuned for another view."""
 
     directory: Path
-    alignment: dict[str, Any]
+    alignment: AlignmentSettings
     dropped: tuple[str, ...] = ()
-
-
-def describe_sym(sym: dict[str, Any]) -> str:
-    """A stored symmetrization in words: ``symmetrization mean, threshold 0.4``."""
-    links = "argmax" if sym.get("method") == "argmax" else \
-        f"{sym.get('method')} {sym.get('threshold')}"
-    return f"symmetrization {sym.get('sym')}, {links}"
 
 
 def check_destination(translator: Translator, save_to: str | Path | None) -> Path:
@@ -230,7 +220,7 @@ def check_destination(translator: Translator, save_to: str | Path | None) -> Pat
     return target
 
 
-def _store_alignment(translator: Translator, setting: dict[str, Any],
+def _store_alignment(translator: Translator, setting: AlignmentSettings,
                      save_to: str | Path | None = None) -> Path:
     """Write ``setting`` as the model's ``"alignment"`` in the ``seqattn.json`` of the
     destination (:func:`check_destination`; other keys kept) and use it now. A destination
@@ -242,9 +232,9 @@ def _store_alignment(translator: Translator, setting: dict[str, Any],
         copy_model(translator.loaded.path, target)
         translator.loaded.path = target  # later writes of this run (calibrate_sym) go there
     meta = read_meta(target)
-    meta["alignment"] = setting
+    meta["alignment"] = setting.as_dict()
     write_meta(target, meta)
-    translator.loaded.meta["alignment"] = setting
+    translator.loaded.meta["alignment"] = setting.as_dict()
     return target
 
 
@@ -273,7 +263,7 @@ def copy_model(model: Path, target: Path) -> None:
         raise
 
 
-def calibrate(translator: Translator, spec: str | Path, extraction: al.Extraction | None = None,
+def calibrate(translator: Translator, spec: str | Path, extraction: Extraction | None = None,
               merge: str = "sum", batch_tokens: int = 4096, store: bool = True,
               save_to: str | Path | None = None) -> tuple[list[SweepRow], SweepRow]:
     """Sweep the views on the gold set ``spec``; store the best (unless ``store=False``) in
@@ -290,29 +280,27 @@ def calibrate(translator: Translator, spec: str | Path, extraction: al.Extractio
 
 
 def calibrate_sym(translator: Translator, reverse: Translator, spec: str | Path,
-                  extraction: al.Extraction | None = None, merge: str = "sum",
+                  extraction: Extraction | None = None, merge: str = "sum",
                   batch_tokens: int = 4096, store: bool = True,
                   save_to: str | Path | None = None) -> tuple[list[SweepRow], SweepRow]:
     """Sweep the symmetrizations (every heuristic and soft one) × link extractions of both
     directions, each model read with its own stored view, on the gold set ``spec``; store the
     best in the forward model's ``seqattn.json`` as ``"alignment": {"sym": {"sym", "method",
     "threshold", "aer", "reverse"}}``, which ``align --reverse-model`` then uses by default."""
-    from seqattn.symmetrize import HEURISTICS, SOFT
-
     if store:
         check_destination(translator, save_to)
     pairs, gold = read_gold(spec)
-    view = al.resolve_view(translator, merge=merge)
-    forward = al.force_align(translator, pairs, view, batch_tokens=batch_tokens)
-    backward = al.force_align(reverse, [(t, s) for s, t in pairs],
-                              al.resolve_view(reverse, merge=merge), batch_tokens=batch_tokens)
+    view = resolve_view(translator, merge=merge)
+    forward = force_align(translator, pairs, view, batch_tokens=batch_tokens)
+    backward = force_align(reverse, [(t, s) for s, t in pairs],
+                              resolve_view(reverse, merge=merge), batch_tokens=batch_tokens)
     sure, possible = [g.sure for g in gold], [g.possible for g in gold]
     rows = []
     for sym in (*HEURISTICS, *SOFT):
         for ex in candidate_extractions(extraction):
-            ex = al.Extraction(ex.method, ex.threshold, sym)
+            ex = Extraction(ex.method, ex.threshold, sym)
             hyps = [set() if f.words is None or b.words is None else
-                    al.both_ways(f.words, b.words, ex) for f, b in zip(forward, backward)]
+                    both_ways(f.words, b.words, ex) for f, b in zip(forward, backward)]
             rows.append(SweepRow(view, aer(hyps, sure, possible), ex))
     best = best_row(rows)
     if store:
@@ -325,7 +313,7 @@ def store_sym(translator: Translator, reverse: Translator, row: SweepRow,
     """Store the symmetrization of ``row`` (with ``reverse``'s name) in ``save_to`` (default:
     the model's own directory) and use it now."""
     ex = row.extraction
-    setting = {**translator.loaded.meta.get("alignment", {}), "sym": {
-        "sym": ex.sym, "method": ex.method, "threshold": ex.threshold,
-        "aer": round(row.scores.aer, 6), "reverse": reverse.loaded.path.name}}
+    sym = StoredSym(ex.sym, ex.method, ex.threshold, round(row.scores.aer, 6),
+                    reverse.loaded.path.name)
+    setting = replace(AlignmentSettings.of(translator), sym=sym)
     return StoredSetting(_store_alignment(translator, setting, save_to), setting)

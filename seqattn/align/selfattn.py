@@ -3,12 +3,13 @@
 The encoder's self-attention relates source words to source words (the classic picture: in
 "The animal did not cross the road because it was tired", which words does "it" look at?); the
 decoder's (teacher-forced, causal) self-attention relates each target word to the target words
-before it and itself. Both are read like cross-attention (:mod:`seqattn.align`): one ``layer``,
-the ``heads`` (mean, max or one head), pieces merged into whitespace words with ``merge``, and
-each word's most-attended word as its link. The records are :class:`PairAlignment` objects
-whose source and target are the same sentence, so every output format (Pharaoh, JSON lines,
-tables, heatmaps, HTML, PNG) works unchanged; a link ``k-q`` reads "query word q attends most
-to key word k", the same column-first order as ``source-target``.
+before it and itself. Both are read like cross-attention (:mod:`seqattn.align.force`): one
+``layer``, the ``heads`` (mean, max or one head), pieces merged into whitespace words with
+``merge``, and each word's most-attended word as its link. The records are
+:class:`PairAlignment` objects whose source and target are the same sentence, so every output
+format (Pharaoh, JSON lines, tables, heatmaps, HTML, PNG) works unchanged; a link ``k-q``
+reads "query word q attends most to key word k", the same column-first order as
+``source-target``.
 
 The special column that is reported apart (never linked) is end-of-sentence for the encoder
 and beginning-of-sentence for the decoder (the decoder's first input).
@@ -22,16 +23,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from seqattn.align import (
-    Extraction,
-    PairAlignment,
-    View,
-    _chunks,
-    _segment_pair,
-    extract_links,
-    word_weights,
-)
+from seqattn.align.force import PairAlignment, chunks, segment_pair
+from seqattn.align.links import Extraction, extract_links
+from seqattn.align.settings import model_shape
+from seqattn.align.views import View, check_layer_heads, view_rows
+from seqattn.align.words import word_weights
+from seqattn.data import pad_sources
 from seqattn.errors import UsageError
+from seqattn.vocab import BOS, PAD
 
 if TYPE_CHECKING:
     from seqattn.translate import Translator
@@ -42,22 +41,13 @@ KINDS = ("encoder", "decoder")
 def resolve_self_view(translator: Translator, kind: str, layer: int | None = None,
                       heads: str | None = None, merge: str = "sum") -> View:
     """A validated self-attention view; default: the last layer, heads averaged."""
-    cfg = translator.cfg.model
     if kind not in KINDS:
         raise UsageError(f"--attention must be cross, encoder or decoder; got '{kind}'")
-    if cfg.arch != "transformer":
-        raise UsageError(f"--attention {kind}: this model is an RNN; self-attention views need "
-                         "a Transformer (RNN models have cross-attention only)")
-    n_layers = cfg.enc_layers if kind == "encoder" else cfg.dec_layers
+    n_layers, n_heads = model_shape(translator, kind)
     view = View(n_layers - 1 if layer is None else layer, "mean" if heads is None else str(heads),
                 False, merge, attention=kind)
-    if not 0 <= view.layer < n_layers:
-        raise UsageError(f"--layer {view.layer} is out of range; this model has {n_layers} "
-                         f"{kind} layer(s): 0..{n_layers - 1}")
-    if view.heads not in ("mean", "max") and not (
-            view.heads.isdigit() and int(view.heads) < cfg.heads):
-        raise UsageError(f"--heads must be mean, max or a head number 0..{cfg.heads - 1}, "
-                         f"got '{view.heads}'")
+    check_layer_heads(view.layer, view.heads, n_layers, n_heads, "--layer", "--heads",
+                      kind=kind)
     return view
 
 
@@ -70,9 +60,9 @@ def self_attention(translator: Translator, pairs: Iterable[tuple[str, str]], vie
     extraction = extraction or Extraction()
     if view.attention not in KINDS:
         raise UsageError(f"not a self-attention view: '{view.attention}'")
-    for items in _chunks(pairs, chunk):
+    for items in chunks(pairs, chunk):
         records = [_source_only(translator, i, s) if view.attention == "encoder"
-                   else _segment_pair(translator, i, s, t) for i, (s, t) in items]
+                   else segment_pair(translator, i, s, t) for i, (s, t) in items]
         todo = [r for r in records if not r.empty]
         if todo:
             _forward(translator, todo, view)
@@ -84,7 +74,7 @@ def self_attention(translator: Translator, pairs: Iterable[tuple[str, str]], vie
 
 def _source_only(translator: Translator, i: int, source: str) -> PairAlignment:
     """An encoder record: the source, segmented (and cut) alone, stands in as the target."""
-    rec = _segment_pair(translator, i, source, "x" if source.strip() else "")
+    rec = segment_pair(translator, i, source, "x" if source.strip() else "")
     if rec.src is not None:
         rec.tgt, rec.target = rec.src, source
     return rec
@@ -92,26 +82,24 @@ def _source_only(translator: Translator, i: int, source: str) -> PairAlignment:
 
 @torch.inference_mode()
 def _forward(translator: Translator, batch: list[PairAlignment], view: View) -> None:
-    from seqattn.align import view_rows
-    from seqattn.data import BOS, PAD, pad_sources
-
-    src, src_pad = pad_sources([r.src.ids for r in batch])              # type: ignore[union-attr]
+    sides = [r.sides for r in batch]
+    src, src_pad = pad_sources([s.ids for s, _ in sides])
     if view.attention == "encoder":  # the decoder only needs to run: bos alone
         tgt_in = torch.full((len(batch), 1), BOS, dtype=torch.long)     # (B, 1)
     else:
-        T = max(len(r.tgt.ids) for r in batch) + 1                      # type: ignore
+        T = max(len(t.ids) for _, t in sides) + 1
         tgt_in = torch.full((len(batch), T), PAD, dtype=torch.long)     # (B, T)
-        for b, r in enumerate(batch):
-            tgt_in[b, : len(r.tgt.ids) + 1] = torch.tensor([BOS, *r.tgt.ids])  # type: ignore
+        for b, (_, t) in enumerate(sides):
+            tgt_in[b, : len(t.ids) + 1] = torch.tensor([BOS, *t.ids])
     dev = translator.device
     with translator.autocast():
         enc, dec = translator.model.self_attention(src.to(dev), src_pad.to(dev),
                                                    tgt_in.to(dev))
     weights = (enc if view.attention == "encoder" else dec).float().cpu()  # (B, L, H, N, N)
     rows_view = replace(view, shift=False)
-    for b, rec in enumerate(batch):
-        seg = rec.src if view.attention == "encoder" else rec.tgt
-        n = len(seg.ids)                                                 # type: ignore[union-attr]
+    for b, (rec, (src_seg, tgt_seg)) in enumerate(zip(batch, sides)):
+        seg = src_seg if view.attention == "encoder" else tgt_seg
+        n = len(seg.ids)
         if view.attention == "encoder":   # positions: pieces 0..n-1, eos n
             w = weights[b, :, :, : n + 1, : n + 1]                       # (L, H, n+1, n+1)
         else:                             # positions: bos 0, pieces 1..n; put bos last
@@ -122,6 +110,5 @@ def _forward(translator: Translator, batch: list[PairAlignment], view: View) -> 
         rec.src = rec.tgt = seg
         rec.source = rec.target = rec.source if view.attention == "encoder" else rec.target
         rec.view = view
-        rec.words, rec.eos = word_weights(rows, seg.word_of_piece,       # type: ignore[union-attr]
-                                          seg.word_of_piece, len(seg.words),  # type: ignore
-                                          len(seg.words), view.merge)    # type: ignore
+        rec.words, rec.eos = word_weights(rows, seg.word_of_piece, seg.word_of_piece,
+                                          len(seg.words), len(seg.words), view.merge)

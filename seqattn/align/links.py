@@ -1,0 +1,92 @@
+"""Word links from word attention: per target word its best source word (argmax), every pair
+above a threshold, or both; both directions combined with a reverse model
+(:mod:`seqattn.align.symmetrize`); and the Pharaoh ``i-j`` format scripts read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from seqattn.align.symmetrize import HEURISTICS, SOFT, Link, soft_symmetrize, symmetrize
+from seqattn.errors import UsageError
+
+METHODS = ("argmax", "threshold", "both")
+
+
+def argmax_links(words: Tensor) -> list[tuple[int, int]]:
+    """One link per target word, to the source word with the most weight: (src, tgt) pairs."""
+    if words.numel() == 0:
+        return []
+    best = words.argmax(dim=1).tolist()
+    return [(int(s), t) for t, s in enumerate(best)]
+
+
+def threshold_links(words: Tensor, threshold: float) -> list[Link]:
+    """Every (source, target) word pair whose weight is at least ``threshold``."""
+    if words.numel() == 0:
+        return []
+    t_idx, s_idx = torch.nonzero(words >= threshold, as_tuple=True)
+    return sorted(zip(s_idx.tolist(), t_idx.tolist()))
+
+
+def extract_links(words: Tensor, method: str = "argmax",
+                  threshold: float | None = None) -> set[Link]:
+    """Links from a (target words × source words) matrix: ``argmax`` (per target word its best
+    source word; rows without any weight get none), ``threshold`` (weight ≥ ``threshold``), or
+    ``both`` (their union)."""
+    if method not in METHODS:
+        raise UsageError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
+    if method != "argmax" and threshold is None:
+        raise UsageError(f"--method {method} needs --threshold P")
+    links: set[Link] = set()
+    if method in ("argmax", "both") and words.numel():
+        has_mass = (words.max(dim=1).values > 0).tolist()
+        links |= {(s, t) for s, t in argmax_links(words) if has_mass[t]}
+    if method in ("threshold", "both"):
+        assert threshold is not None  # checked above
+        links |= set(threshold_links(words, float(threshold)))
+    return links
+
+
+def pharaoh(links: Iterable[tuple[int, int]]) -> str:
+    """``[(0, 0), (2, 1)]`` -> ``'0-0 2-1'`` (0-based source-target, sorted)."""
+    return " ".join(f"{s}-{t}" for s, t in sorted(links))
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """How links are chosen: ``method`` (argmax, threshold, both), its ``threshold``, and
+    ``sym``, the symmetrization heuristic used when a reverse model is given."""
+
+    method: str = "argmax"
+    threshold: float | None = None
+    sym: str = "grow-diag-final"
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise UsageError(f"--method must be one of: {', '.join(METHODS)}; "
+                             f"got '{self.method}'")
+        if self.method != "argmax" and self.threshold is None:
+            raise UsageError(f"--method {self.method} needs --threshold P")
+        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
+            raise UsageError(f"--threshold must be within [0, 1], got {self.threshold}")
+        if self.sym not in HEURISTICS and self.sym not in SOFT:
+            raise UsageError(f"--sym must be one of: {', '.join([*HEURISTICS, *SOFT])}; "
+                             f"got '{self.sym}'")
+
+
+def both_ways(words: Tensor, reverse_words: Tensor, extraction: Extraction) -> set[Link]:
+    """Links from both directions' word attention, ``words`` (n_tgt, n_src) and
+    ``reverse_words`` (n_src, n_tgt): a soft ``extraction.sym`` combines the matrices and then
+    extracts; a heuristic extracts from each and combines the link sets."""
+    if extraction.sym in SOFT:
+        return extract_links(soft_symmetrize(words, reverse_words, extraction.sym),
+                             extraction.method, extraction.threshold)
+    forward = extract_links(words, extraction.method, extraction.threshold)
+    flipped = {(s, t) for t, s in extract_links(reverse_words, extraction.method,
+                                                extraction.threshold)}
+    return symmetrize(forward, flipped, extraction.sym)

@@ -1,0 +1,106 @@
+"""The data of a run: sentencepiece model(s) copied or trained into the run directory, the
+training and validation pairs encoded, and guided-alignment links read and mapped to pieces."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqattn import checkpoint as ckpt
+from seqattn.config import Config
+from seqattn.data import Corpus, encode_corpus, read_parallel, read_pharaoh
+from seqattn.errors import CheckpointError, ConfigError, DataError
+from seqattn.textio import atomic_write
+from seqattn.vocab import Vocab, train_spm
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainData:
+    src_vocab: Vocab
+    tgt_vocab: Vocab
+    train: Corpus
+    valid: Corpus
+    valid_src: list[str] = field(default_factory=list)   # raw text, for BLEU
+    valid_ref: list[str] = field(default_factory=list)
+
+
+def _require(path: str | None, key: str) -> Path:
+    if not path:
+        raise ConfigError(f"{key} is not set; give it in the config or with --set {key}=FILE")
+    if not Path(path).is_file():
+        what = "is a directory" if Path(path).is_dir() else "does not exist"
+        raise DataError(f"{key} '{path}' {what}")
+    return Path(path)
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy ``src`` to ``dst`` atomically: a killed run never leaves half a sentencepiece model
+    that the next start would take for a finished one."""
+    data = src.read_bytes()
+    atomic_write(dst, lambda f: f.write(data), binary=True)
+
+
+def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> None:
+    """Copy or train the sentencepiece model(s) into ``out`` (nothing to do if present)."""
+    d = cfg.data
+    try:
+        ckpt.spm_paths(out)
+        return
+    except CheckpointError:
+        pass
+    if d.vocab == "joint":
+        if d.spm_model:
+            _copy_atomic(_require(d.spm_model, "data.spm_model"), out / ckpt.JOINT_SPM)
+        else:
+            log.info("training a joint %s sentencepiece model (%d pieces)", d.spm_type,
+                     d.vocab_size)
+            train_spm([train_src, train_tgt], out / ckpt.JOINT_SPM.removesuffix(".model"),
+                      d.vocab_size, d.spm_type)
+        return
+    for side, given, text, name in (("src", d.src_spm_model, train_src, ckpt.SRC_SPM),
+                                    ("tgt", d.tgt_spm_model, train_tgt, ckpt.TGT_SPM)):
+        if given:
+            _copy_atomic(_require(given, f"data.{side}_spm_model"), out / name)
+        else:
+            log.info("training the %s sentencepiece model (%d pieces)", side, d.vocab_size)
+            train_spm([text], out / name.removesuffix(".model"), d.vocab_size, d.spm_type)
+
+
+def prepare_data(cfg: Config, out: Path) -> TrainData:
+    d = cfg.data
+    paths = {k: _require(getattr(d, k), f"data.{k}")
+             for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")}
+    train_pairs = read_parallel(paths["train_src"], paths["train_tgt"])
+    valid_pairs = read_parallel(paths["valid_src"], paths["valid_tgt"])
+    word_links = None  # read before any work, so a bad file stops the run at once
+    if cfg.training.guided_alignment:
+        word_links = read_pharaoh(cfg.training.guided_alignment, len(train_pairs))
+    prepare_vocab(cfg, out, paths["train_src"], paths["train_tgt"])
+    src_path, tgt_path = ckpt.spm_paths(out)
+    src_vocab = Vocab(src_path)
+    tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
+    train = encode_corpus(train_pairs, src_vocab, tgt_vocab, d.max_len, word_links)
+    valid = encode_corpus(valid_pairs, src_vocab, tgt_vocab, None)
+    log.info("training pairs: %d kept, %d empty skipped, %d longer than %d pieces skipped",
+             len(train), train.skipped_empty, train.skipped_long, d.max_len)
+    if train.links is not None:
+        log.info("guided alignment: %d pairs supervised, %d without links, %d whose links do "
+                 "not fit their words (skipped)",
+                 sum(1 for x in train.links if x), sum(1 for x in train.links if x == []),
+                 train.unusable_links)
+        if train.unusable_links > len(train) // 10:
+            raise DataError(f"training.guided_alignment '{cfg.training.guided_alignment}': the "
+                            f"links of {train.unusable_links} of {len(train)} pairs name words "
+                            "their sentences do not have; was it made from other text (e.g. "
+                            "tokenized)? It must index the whitespace words of the training files")
+    if not len(train):
+        raise DataError(f"no usable training pairs in '{paths['train_src']}' / "
+                        f"'{paths['train_tgt']}' (all empty or longer than data.max_len)")
+    if not len(valid):
+        raise DataError(f"no usable validation pairs in '{paths['valid_src']}'")
+    kept = [(s, t) for s, t in valid_pairs if s.strip() and t.strip()]
+    return TrainData(src_vocab, tgt_vocab, train, valid, [s for s, _ in kept],
+                     [t for _, t in kept])

@@ -1,0 +1,161 @@
+"""Sentencepiece vocabularies and the text ↔ pieces ↔ words mappings.
+
+Special ids are the same in every vocabulary: pad 0, unk 1, bos 2, eos 3. Source sequences end
+with eos; targets are fed as ``bos y1 .. yn`` and predicted as ``y1 .. yn eos``.
+
+Models work on sentencepiece *pieces*; people and scripts want *words* (the whitespace tokens of
+the text they gave). Two mappings connect them:
+
+* given text (a source, the target of forced alignment, a training pair): :func:`segment`
+  encodes the text and maps each piece to the word it came from by the piece's character span in
+  the original text, so sentencepiece's dummy prefix, its ``▁`` word-boundary marker, a lone
+  ``▁`` piece and runs of spaces never shift an index;
+* generated text (a translation): :func:`group_pieces` starts a new word at every piece that
+  carries the ``▁`` marker.
+
+Torch-free: sentencepiece loads when a vocabulary is first built.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from seqattn.errors import DataError
+from seqattn.textio import atomic_write, read_lines
+
+PAD, UNK, BOS, EOS = 0, 1, 2, 3
+MARK = "\u2581"  # sentencepiece's word-boundary marker ▁
+
+
+class Vocab:
+    """A sentencepiece model with our special ids (pad 0, unk 1, bos 2, eos 3)."""
+
+    def __init__(self, path: str | Path):
+        import sentencepiece as spm
+
+        self.path = Path(path)
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(self.path))
+        except (OSError, RuntimeError) as e:
+            raise DataError(f"'{self.path}' is not a readable sentencepiece model ({e})") from None
+        ids = (self.sp.pad_id(), self.sp.unk_id(), self.sp.bos_id(), self.sp.eos_id())
+        if ids != (PAD, UNK, BOS, EOS):
+            raise DataError(f"sentencepiece model '{self.path}' has special ids pad/unk/bos/eos = "
+                            f"{ids}; seqattn needs (0, 1, 2, 3): train it with pad_id=0 unk_id=1 "
+                            "bos_id=2 eos_id=3, or let seqattn train one")
+
+    def __len__(self) -> int:
+        return self.sp.get_piece_size()
+
+    def encode(self, lines: Sequence[str]) -> list[list[int]]:
+        return self.sp.encode(list(lines), out_type=int)
+
+    def pieces(self, lines: Sequence[str]) -> list[list[str]]:
+        return self.sp.encode(list(lines), out_type=str)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.sp.decode([i for i in ids if i > EOS])
+
+    def id_to_piece(self, ids: Sequence[int]) -> list[str]:
+        return [self.sp.id_to_piece(int(i)) for i in ids]
+
+
+def train_spm(texts: Sequence[str | Path], prefix: Path, vocab_size: int, model_type: str,
+              max_sentences: int = 2_000_000) -> Path:
+    """Train a sentencepiece model on the given text files; returns ``prefix.model``.
+
+    ``.model`` is appended to the prefix, as sentencepiece itself does: ``src.spm`` gives
+    ``src.spm.model`` (replacing the suffix would give ``src.model``).
+    """
+    import sentencepiece as spm
+
+    prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        joined = Path(tmp) / "text.txt"
+        with joined.open("w", encoding="utf-8") as out:
+            for path in texts:
+                for line in read_lines(path):
+                    if line.strip():
+                        out.write(line.strip() + "\n")
+        try:
+            spm.SentencePieceTrainer.train(
+                input=str(joined), model_prefix=str(Path(tmp) / "spm"), vocab_size=vocab_size,
+                model_type=model_type, character_coverage=1.0, pad_id=PAD, unk_id=UNK,
+                bos_id=BOS, eos_id=EOS, hard_vocab_limit=False, input_sentence_size=max_sentences,
+                shuffle_input_sentence=True, minloglevel=2, num_threads=2,
+            )
+        except RuntimeError as e:
+            names = ", ".join(map(str, texts))
+            raise DataError(f"could not train a sentencepiece model on {names}: {e}; "
+                            "try a smaller data.vocab_size") from None
+        target = prefix.parent / f"{prefix.name}.model"
+        trained = (Path(tmp) / "spm.model").read_bytes()  # atomically: a killed run never
+        atomic_write(target, lambda f: f.write(trained), binary=True)  # leaves half a model
+    return target
+
+
+# --------------------------------------------------------------------------- words and pieces
+
+
+@dataclass(frozen=True)
+class Segmented:
+    """A text cut into whitespace words and sentencepiece pieces, and the piece → word map."""
+
+    words: list[str]
+    pieces: list[str]
+    ids: list[int]
+    word_of_piece: list[int]
+
+
+def segment(sp: object, text: str) -> Segmented:
+    """Encode ``text`` with a SentencePieceProcessor and map every piece to its word."""
+    spans = [m.span() for m in re.finditer(r"\S+", text)]
+    words = [text[a:b] for a, b in spans]
+    enc = sp.encode_as_offset_mapping(text)  # type: ignore[attr-defined]  # any processor
+    word_of_piece = []
+    for begin, end in enc["offsets"]:
+        word_of_piece.append(_word_at(text, spans, begin, end))
+    return Segmented(words, list(enc["pieces"]), list(enc["ids"]), word_of_piece)
+
+
+def _kept(ch: str) -> bool:
+    """Whether sentencepiece keeps ``ch`` as text: not a space, a control or a format character
+    (zero-width space, joiners, direction marks), which its normalisation removes."""
+    return not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf")
+
+
+def _word_at(text: str, spans: list[tuple[int, int]], begin: int, end: int) -> int:
+    """The word holding the last non-space character of [begin, end), else the next word.
+
+    The last, not the first: sentencepiece drops some characters (zero-width spaces, controls)
+    and counts them into the *next* piece's span, which may then start in an earlier word made
+    only of dropped characters; its own characters end the span. Dropped characters never
+    decide: a lone ▁ whose span holds only spaces and dropped characters goes to the next word."""
+    pos = next((i for i in range(end - 1, begin - 1, -1) if _kept(text[i])), None)
+    if pos is None:  # a lone ▁ (or empty) piece: it belongs to the word that follows
+        return next((w for w, (a, _) in enumerate(spans) if a >= end), max(len(spans) - 1, 0))
+    return next((w for w, (a, b) in enumerate(spans) if a <= pos < b), max(len(spans) - 1, 0))
+
+
+def group_pieces(pieces: Sequence[str]) -> tuple[list[str], list[int]]:
+    """Words of generated pieces: a piece starting with ``▁`` starts a new word."""
+    words: list[str] = []
+    word_of_piece: list[int] = []
+    for k, piece in enumerate(pieces):
+        if k == 0 or piece.startswith(MARK):
+            words.append("")
+        words[-1] += piece.replace(MARK, "")
+        word_of_piece.append(len(words) - 1)
+    return words, word_of_piece
+
+
+def truncate(seg: Segmented, n: int) -> Segmented:
+    """The first ``n`` pieces of ``seg``; its words are all kept (the last ones may have no
+    pieces left)."""
+    return seg if len(seg.ids) <= n else \
+        Segmented(seg.words, seg.pieces[:n], seg.ids[:n], seg.word_of_piece[:n])
