@@ -194,6 +194,26 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
 EXPORT_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
 
 
+def _averaged(run_dir: Path, average: int) -> tuple[list[int], dict[str, Any]]:
+    """The steps and the mean weights of the newest ``average`` kept checkpoints of a run,
+    checked against the run's model."""
+    from safetensors.torch import load_file
+
+    kept = step_checkpoints(run_dir)
+    if len(kept) < average:
+        raise CheckpointError(
+            f"--average {average}: '{run_dir}' kept {len(kept)} checkpoint(s) in "
+            f"{CHECKPOINTS}/; train with training.keep_checkpoints >= {average}")
+    mean = average_weights([path for _, path in kept[-average:]])
+    best = load_file(str(run_dir / WEIGHTS))  # the tensors a model of this config holds
+    odd = sorted(k for k in best.keys() | mean.keys()
+                 if k not in best or k not in mean or mean[k].shape != best[k].shape)
+    if odd:
+        raise CheckpointError(f"the checkpoints in '{run_dir / CHECKPOINTS}' do not fit "
+                              f"the run's model (tensor '{odd[0]}')")
+    return [step for step, _ in kept[-average:]], mean
+
+
 def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
                  average: int = 0) -> Path:
     """Copy what translation needs from a training directory into a new model directory.
@@ -217,21 +237,7 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
     load_model_dir(run_dir)  # refuse anything that would not load
     if out.exists():
         raise CheckpointError(f"'{out}' already exists; choose a new directory")
-    averaged: list[int] = []
-    if average:
-        kept = step_checkpoints(run_dir)
-        if len(kept) < average:
-            raise CheckpointError(
-                f"--average {average}: '{run_dir}' kept {len(kept)} checkpoint(s) in "
-                f"{CHECKPOINTS}/; train with training.keep_checkpoints >= {average}")
-        averaged = [step for step, _ in kept[-average:]]
-        mean = average_weights([path for _, path in kept[-average:]])
-        best = load_file(str(run_dir / WEIGHTS))  # the tensors a model of this config holds
-        odd = sorted(k for k in best.keys() | mean.keys()
-                     if k not in best or k not in mean or mean[k].shape != best[k].shape)
-        if odd:
-            raise CheckpointError(f"the checkpoints in '{run_dir / CHECKPOINTS}' do not fit "
-                                  f"the run's model (tensor '{odd[0]}')")
+    averaged, mean = _averaged(run_dir, average) if average else ([], {})
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))

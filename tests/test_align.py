@@ -888,3 +888,18 @@ def test_characters_sentencepiece_drops_never_shift_a_word(tiny_transformer):
         seg = vocab.segment(sp, text)
         got = sorted({seg.words[w] for w in seg.word_of_piece})
         assert got == sorted(words), (text, seg.pieces, seg.word_of_piece)
+
+
+def test_the_names_of_the_choices_are_those_the_library_defines():
+    """seqattn.align.names (torch-free, for the CLI) lists exactly what the modules define."""
+    from seqattn.align import names
+    from seqattn.align.symmetrize import HEURISTICS, SOFT
+
+    assert names.HEURISTIC_NAMES == tuple(HEURISTICS) and names.SOFT_NAMES == tuple(SOFT)
+    words = torch.tensor([[0.7, 0.3]])
+    for merge in names.MERGES:  # every listed merge and method works
+        al.word_weights(torch.tensor([[0.5, 0.5]]), [0], [0], 1, 1, merge)
+    for method in names.METHODS:
+        al.extract_links(words, method, None if method == "argmax" else 0.5)
+    with pytest.raises(UsageError, match="--threshold does not apply to --method argmax"):
+        al.Extraction("argmax", 0.5)

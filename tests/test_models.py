@@ -276,8 +276,28 @@ def test_build_model_accepts_every_valid_config(vocabs: tuple[int, int]) -> None
         logits.sum().backward()                                      # every config trains
 
 
-def test_builders_are_an_explicit_dict() -> None:
-    assert set(BUILDERS) == {"rnn", "transformer"}
+@pytest.mark.parametrize("arch", sorted(BUILDERS))
+def test_every_architecture_tells_its_attention_shape_and_limits(arch: str) -> None:
+    """What the interface promises code outside models/: the (layers, heads) of the attention
+    a model returns, known from the config before it is built, and its source limit."""
+    from seqattn.config import config_from_dict
+    from seqattn.models import attention_shape_of
+
+    cfg = config_from_dict({}, [f"model.arch={arch}", "model.hidden_size=16", "model.heads=2",
+                                "model.ff_size=16", "model.embed_size=8", "model.dec_layers=3",
+                                "model.enc_layers=2", "model.max_positions=50"]).model
+    model = build_model(cfg, 20, 20)
+    src, src_pad = torch.randint(4, 20, (2, 5)), torch.zeros(2, 5, dtype=torch.bool)
+    _, weights = model(src, src_pad, torch.randint(4, 20, (2, 4)), need_weights=True)
+    assert tuple(weights.shape[1:3]) == model.attention_shape() == attention_shape_of(cfg)
+    if arch == "transformer":
+        assert model.attention_shape() == (3, 2) and model.max_source_len == 49
+        enc, dec = model.self_attention(src, src_pad, torch.randint(4, 20, (2, 4)))
+        assert tuple(enc.shape[1:3]) == model.attention_shape("encoder") == (2, 2)
+        assert tuple(dec.shape[1:3]) == model.attention_shape("decoder") == (3, 2)
+    else:
+        assert model.attention_shape() == (1, 1) and model.attention_shape("encoder") is None
+        assert model.max_source_len > 0 and model.max_target_len is None
 
 
 def test_transformer_rejects_targets_beyond_max_positions() -> None:

@@ -213,6 +213,25 @@ def align(translator: Translator, pairs: Iterable[tuple[str, str]], view: View |
             yield rec
 
 
+@dataclass(frozen=True)
+class HypAlignment:
+    """A translation's alignment: word attention (n_tgt, n_src), eos mass (n_tgt,), links."""
+
+    words: Tensor
+    eos: Tensor
+    links: set[Link]
+
+
+def align_translation(translator: Translator, tr: Translation, hyp: Hyp,
+                      view: View | None = None,
+                      extraction: Extraction | None = None) -> HypAlignment:
+    """The words and links of one hypothesis, read as ``seqattn align`` reads a given pair:
+    ``view`` and ``extraction`` default to the model's calibrated ones."""
+    words, eos = word_attention(translator, tr, hyp, view)
+    ex = resolve_extraction(translator) if extraction is None else extraction
+    return HypAlignment(words, eos, extract_links(words, ex.method, ex.threshold))
+
+
 def word_attention(translator: Translator, tr: Translation, hyp: Hyp,
                    view: View | None = None) -> tuple[Tensor, Tensor]:
     """A translation's (target words × source words) attention and each target word's eos

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from seqattn.align.names import METHODS
 from seqattn.align.symmetrize import HEURISTICS, SOFT, Link, soft_symmetrize, symmetrize
 from seqattn.errors import UsageError
-
-METHODS = ("argmax", "threshold", "both")
 
 
 def argmax_links(words: Tensor) -> list[tuple[int, int]]:
@@ -38,10 +37,7 @@ def extract_links(words: Tensor, method: str = "argmax",
     """Links from a (target words × source words) matrix: ``argmax`` (per target word its best
     source word; rows without any weight get none), ``threshold`` (weight ≥ ``threshold``), or
     ``both`` (their union)."""
-    if method not in METHODS:
-        raise UsageError(f"unknown method '{method}'; choose one of: {', '.join(METHODS)}")
-    if method != "argmax" and threshold is None:
-        raise UsageError(f"--method {method} needs --threshold P")
+    Extraction(method, threshold)  # the one check of a method and its threshold
     links: set[Link] = set()
     if method in ("argmax", "both") and words.numel():
         has_mass = (words.max(dim=1).values > 0).tolist()
@@ -72,6 +68,8 @@ class Extraction:
                              f"got '{self.method}'")
         if self.method != "argmax" and self.threshold is None:
             raise UsageError(f"--method {self.method} needs --threshold P")
+        if self.method == "argmax" and self.threshold is not None:
+            raise UsageError("--threshold does not apply to --method argmax; use --method both")
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
             raise UsageError(f"--threshold must be within [0, 1], got {self.threshold}")
         if self.sym not in HEURISTICS and self.sym not in SOFT:

@@ -25,6 +25,7 @@ import torch
 
 from seqattn.align.force import PairAlignment, chunks, segment_pair
 from seqattn.align.links import Extraction, extract_links
+from seqattn.align.names import SELF_ATTENTIONS
 from seqattn.align.settings import model_shape
 from seqattn.align.views import View, check_layer_heads, view_rows
 from seqattn.align.words import word_weights
@@ -35,7 +36,7 @@ from seqattn.vocab import BOS, PAD
 if TYPE_CHECKING:
     from seqattn.translate import Translator
 
-KINDS = ("encoder", "decoder")
+KINDS = SELF_ATTENTIONS
 
 
 def resolve_self_view(translator: Translator, kind: str, layer: int | None = None,

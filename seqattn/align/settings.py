@@ -14,8 +14,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from seqattn.align.links import Extraction
+from seqattn.align.names import MERGES
 from seqattn.align.views import Blend, View, check_layer_heads, default_layer
-from seqattn.align.words import MERGES
 from seqattn.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:

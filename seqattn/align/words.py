@@ -17,9 +17,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
+from seqattn.align.names import MERGES
 from seqattn.errors import UsageError
-
-MERGES = ("sum", "mean", "max")
 
 
 def word_weights(weights: Tensor, tgt_word_of_piece: Sequence[int],

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from seqattn.align.checks import EOS_MASS, FLAT_ENTROPY, OMISSION_MASS
+from seqattn.align.names import Attention, Merge, Method, Sym
 from seqattn.cli.app import STATE, app, err_console, out_console, tune_cpu
 from seqattn.cli.output import check_output_path, emit
 from seqattn.device import DEVICE_HELP
@@ -55,7 +56,7 @@ files and malformed lines are errors (exit 2) naming the files or the line.
 attention is < OMISSION_MASS = {OMISSION_MASS}), [italic]repeat[/italic] (target words that
 repeat at once, 'a dog a dog'), [italic]flat[/italic] (a row whose normalised entropy is >=
 FLAT_ENTROPY = {FLAT_ENTROPY}: possible hallucination), [italic]eos[/italic] (a target word with
->= EOS_MASS = {EOS_MASS} of its attention on end-of-sentence). See seqattn/alignchecks.py.
+>= EOS_MASS = {EOS_MASS} of its attention on end-of-sentence). See seqattn/align/checks.py.
 """
 
 
@@ -67,34 +68,6 @@ class Format(str, Enum):
 
 
 SWEEP_ROWS_SHOWN = 20
-
-
-class Attention(str, Enum):
-    cross = "cross"
-    encoder = "encoder"
-    decoder = "decoder"
-
-
-class Method(str, Enum):
-    argmax = "argmax"
-    threshold = "threshold"
-    both = "both"
-
-
-class Merge(str, Enum):
-    sum = "sum"
-    mean = "mean"
-    max = "max"
-
-
-class Sym(str, Enum):
-    intersection = "intersection"
-    union = "union"
-    grow_diag = "grow-diag"
-    grow_diag_final = "grow-diag-final"
-    grow_diag_final_and = "grow-diag-final-and"
-    mean = "mean"
-    geomean = "geomean"
 
 
 @app.command(epilog=EXAMPLES)
@@ -113,7 +86,7 @@ def align(
         help="argmax (per target word its best source word), threshold, or both "
              "\\[default: argmax; threshold if --threshold is given].")] = None,
     threshold: Annotated[float | None, typer.Option(
-        "--threshold", min=0.0, max=1.0, show_default=False,
+        "--threshold", show_default=False,
         help="Link every word pair with weight >= P.")] = None,
     merge: Annotated[Merge, typer.Option(
         "--merge", help="Subword merge: sum (source pieces summed, target pieces averaged), "
@@ -173,6 +146,7 @@ def align(
                             "slightly); fp16 on CUDA.")] = "fp32",
 ) -> None:
     """Force-decode given translations and link source words to target words."""
+    # Long for its option declarations only (Typer reads the signature); the body is short.
     from seqattn.align import force, settings
     from seqattn.align.views import Blend
     from seqattn.errors import UsageError
@@ -199,14 +173,8 @@ def align(
     explicit = method is not None or threshold is not None
     reverse = load(reverse_model, device=device, precision=precision) if reverse_model else None
     if calibrate is not None:
-        from seqattn.align.calibrate import check_destination
-
-        check_destination(translator, save_to)  # a shipped model: refused before the sweep
-        _calibrate(translator, calibrate, extraction if explicit else None, merge.value,
-                   batch_tokens, save_to, reverse is not None)
-        if reverse is not None:
-            _calibrate_sym(translator, reverse, calibrate, extraction if explicit else None,
-                           merge.value, batch_tokens, save_to)
+        _calibrate_all(translator, reverse, calibrate, extraction if explicit else None,
+                       merge.value, batch_tokens, save_to)
         if src is None:
             return
     if not explicit:  # the model's calibrated extraction, if it has one
@@ -259,8 +227,6 @@ def _extraction(method: Method | None, threshold: float | None, sym: Sym | None,
 
     if sym is not None and reverse_model is None:
         raise UsageError("--sym needs --reverse-model MODEL (a target→source model)")
-    if method is Method.argmax and threshold is not None:
-        raise UsageError("--threshold does not apply to --method argmax; use --method both")
     name = method.value if method else ("threshold" if threshold is not None else "argmax")
     return Extraction(name, threshold, sym.value if sym else "grow-diag-final")
 
@@ -385,6 +351,18 @@ def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:
     if png is not None:
         drawn = alignviz.write_png(png, records)
         log.info("wrote %s (%d pairs drawn)", png, drawn)
+
+
+def _calibrate_all(translator: Any, reverse: Any, spec: str, extraction: Any, merge: str,
+                   batch_tokens: int, save_to: Path | None) -> None:
+    """The view sweep, then (with a reverse model) the symmetrization sweep; a shipped model
+    or an unusable --save-to is refused before either."""
+    from seqattn.align.calibrate import check_destination
+
+    check_destination(translator, save_to)
+    _calibrate(translator, spec, extraction, merge, batch_tokens, save_to, reverse is not None)
+    if reverse is not None:
+        _calibrate_sym(translator, reverse, spec, extraction, merge, batch_tokens, save_to)
 
 
 def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any, merge: str,

@@ -62,6 +62,7 @@ def train(
     the sentencepiece model(s), seqattn.json, a JSON-lines log (train.jsonl) and the training
     state for --resume.
     """
+    # Long for its option declarations only (Typer reads the signature); the body is short.
     from seqattn.config import load_config, preset_path
     from seqattn.errors import UsageError
     from seqattn.train import train as run_training
@@ -72,13 +73,9 @@ def train(
         raise UsageError("give either CONFIG or --preset, not both")
     source = config if config is not None else preset_path(preset) if preset else None
     if source is None and resume and out is not None:
-        source = out / "config.yaml"  # resuming with the stored config
-        if out.is_dir() and not source.exists():
-            from seqattn.errors import CheckpointError
+        from seqattn.train.state import resume_config
 
-            raise CheckpointError(f"nothing to resume in '{out}' (config.yaml is missing); if a "
-                                  "run stopped there before its first checkpoint, start it "
-                                  "again without --resume")
+        source = resume_config(out)  # resuming with the stored config
     if source is None:  # only --set overrides on top of the defaults
         from seqattn.config import config_from_dict
 

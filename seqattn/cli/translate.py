@@ -118,6 +118,7 @@ def translate(
                             "slightly); fp16 on CUDA.")] = "fp32",
 ) -> None:
     """Translate sentences with a trained model, one output line per input line."""
+    # Long for its option declarations only (Typer reads the signature); the body is short.
     from seqattn.errors import UsageError
     from seqattn.translate import load
 
@@ -176,8 +177,8 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any) -
 
 
 def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any]:
-    from seqattn.align.force import word_attention
-    from seqattn.align.links import extract_links, pharaoh
+    from seqattn.align.force import align_translation
+    from seqattn.align.links import pharaoh
     from seqattn.align.settings import resolve_extraction
 
     obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
@@ -189,8 +190,8 @@ def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any
     nbest = []
     ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
     for h in tr.hyps:
-        words, eos = word_attention(translator, tr, h, view)
-        links = extract_links(words, ex.method, ex.threshold)
+        found = align_translation(translator, tr, h, view, ex)
+        words, eos, links = found.words, found.eos, found.links
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
                  "alignment": pharaoh(links), "links": [list(link) for link in sorted(links)]}

@@ -84,16 +84,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
         log_probs = logits.float().log_softmax(dim=-1)                          # (A*K, V)
         eos_lp = log_probs[:, EOS_ID].clone()                                   # (A*K,)
         _constrain(log_probs, t, min_len, max_len[sent], K)
-        # only the 2K best tokens of a beam can be among its sentence's 2K best extensions:
-        # score those, not all K*V
-        row_lp, row_tok = log_probs.topk(min(2 * K, log_probs.size(-1)), dim=1)  # (A*K, C)
-        C = row_tok.size(1)
-        row_lp = row_lp.view(A, K * C)                                          # (A, K*C)
-        cand = scores.repeat_interleave(C, dim=1) + row_lp                      # (A, K*C)
-        top_scores, top_idx = cand.topk(2 * K, dim=1)                           # (A, 2K)
-        top_beam = top_idx // C
-        top_tok = row_tok.view(A, K * C).gather(1, top_idx)                     # (A, 2K)
-        top_lp = row_lp.gather(1, top_idx)                                      # (A, 2K)
+        top_scores, top_beam, top_tok, top_lp = _best_extensions(scores, log_probs, K)
         is_eos = (top_tok == EOS_ID) & torch.isfinite(top_scores)
         take = is_eos[:, :K].nonzero()                                         # (F, 2)
         if take.numel():
@@ -119,6 +110,26 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
         state = state.select(origin)
         scores = cont
     return [sorted(f, key=lambda h: h.score, reverse=True)[:n_best] for f in finished]
+
+
+def _best_extensions(scores: Tensor, log_probs: Tensor,
+                     K: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Each sentence's 2K best one-token extensions of its K beams: their total scores, the
+    beam each extends, the token and its log-probability, best first. Only the 2K best tokens
+    of a beam can be among them, so those are scored, not all K·V.
+
+    Shapes:
+        scores: (A, K) beam totals; log_probs: (A*K, V)
+        returns: four (A, 2K) tensors
+    """
+    A = scores.size(0)
+    row_lp, row_tok = log_probs.topk(min(2 * K, log_probs.size(-1)), dim=1)  # (A*K, C)
+    C = row_tok.size(1)
+    row_lp = row_lp.view(A, K * C)                                          # (A, K*C)
+    cand = scores.repeat_interleave(C, dim=1) + row_lp                      # (A, K*C)
+    top_scores, top_idx = cand.topk(2 * K, dim=1)                           # (A, 2K)
+    top_tok = row_tok.view(A, K * C).gather(1, top_idx)                     # (A, 2K)
+    return top_scores, top_idx // C, top_tok, row_lp.gather(1, top_idx)
 
 
 def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int) -> None:

@@ -19,13 +19,14 @@ import logging
 import math
 import time
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
 from seqattn import checkpoint as ckpt
+from seqattn.align.settings import AlignmentSettings
 from seqattn.config import Config, dump_config, load_config
 from seqattn.data import bucket_batches, iterate_batches
 from seqattn.device import pick_device
@@ -96,6 +97,42 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
         barrier()
         if rank != 0:
             data = prepare_data(cfg, out)
+    model, optimizer, schedule, progress = _start(cfg, data, out, dev, resume, rank)
+    meta: dict[str, Any] = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
+                            "parameters": sum(p.numel() for p in model.parameters())}
+    guided = guided_view(cfg)
+    if guided is not None:  # the supervised head is the model's alignment view
+        meta["alignment"] = AlignmentSettings(layer=guided[0], heads=str(guided[1]),
+                                              shift=cfg.training.guided_shift,
+                                              guided=True).as_dict()
+    if rank == 0:
+        log.info("%s model, %s parameters, on %s%s", cfg.model.arch,
+                 f"{meta['parameters']:,}", dev, f" × {world} processes" if world > 1 else "")
+    wrapped = model
+    if world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        wrapped = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
+    run = _Run(cfg, out, Trainable(model, wrapped, optimizer, schedule), data, progress,
+               Workers(dev, rank, world), reporter, meta)
+    try:
+        with sigterm_as_interrupt():
+            return run.loop()
+    except (KeyboardInterrupt, Terminated) as e:
+        if rank == 0:
+            run.save()
+            log.warning("%s: checkpoint saved at step %d; continue with --resume",
+                        "terminated" if isinstance(e, Terminated) else "interrupted",
+                        progress.step)
+        raise
+    finally:
+        reporter.close()
+
+
+def _start(cfg: Config, data: TrainData, out: Path, dev: torch.device, resume: bool,
+           rank: int) -> tuple[Any, Any, Schedule, Progress]:
+    """The model, optimiser, schedule and progress: new, or restored from ``out``'s saved
+    training state (``resume``; the log and kept checkpoints are cut back to that step)."""
     from seqattn.models import build_model
 
     model = build_model(cfg.model, len(data.src_vocab), len(data.tgt_vocab)).to(dev)
@@ -111,34 +148,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
             for step, path in ckpt.step_checkpoints(out):  # from a run that went on unsaved
                 if step > progress.step:
                     path.unlink(missing_ok=True)
-    meta: dict[str, Any] = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
-                            "parameters": sum(p.numel() for p in model.parameters())}
-    guided = guided_view(cfg)
-    if guided is not None:  # the supervised head is the model's alignment view
-        meta["alignment"] = {"layer": guided[0], "heads": str(guided[1]),
-                             "shift": cfg.training.guided_shift, "guided": True}
-    if rank == 0:
-        log.info("%s model, %s parameters, on %s%s", cfg.model.arch,
-                 f"{meta['parameters']:,}", dev, f" × {world} processes" if world > 1 else "")
-    wrapped = model
-    if world > 1:
-        from torch.nn.parallel import DistributedDataParallel
-
-        wrapped = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
-    run = _Run(cfg, out, model, wrapped, optimizer, schedule, progress, data, dev, rank, world,
-               reporter, meta)
-    try:
-        with sigterm_as_interrupt():
-            return run.loop()
-    except (KeyboardInterrupt, Terminated) as e:
-        if rank == 0:
-            run.save()
-            log.warning("%s: checkpoint saved at step %d; continue with --resume",
-                        "terminated" if isinstance(e, Terminated) else "interrupted",
-                        progress.step)
-        raise
-    finally:
-        reporter.close()
+    return model, optimizer, schedule, progress
 
 
 def _check_batch_budget(cfg: Config) -> None:
@@ -156,16 +166,39 @@ def _check_batch_budget(cfg: Config) -> None:
                           "in a batch; raise training.batch_tokens or lower data.max_len")
 
 
+@dataclass(frozen=True)
+class Trainable:
+    """What an update changes: the model (``wrapped`` by DDP under torchrun, else the model
+    itself), its optimiser and the learning-rate schedule."""
+
+    model: Any
+    wrapped: Any
+    optimizer: Any
+    schedule: Schedule
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Where the run computes: this process's device, its rank and the number of processes."""
+
+    dev: torch.device
+    rank: int = 0
+    world: int = 1
+
+
 class _Run:
     """One training run's moving parts; ``loop`` is the training loop."""
 
-    def __init__(self, cfg: Config, out: Path, model: Any, wrapped: Any, optimizer: Any,
-                 schedule: Schedule, progress: Progress, data: TrainData, dev: torch.device,
-                 rank: int, world: int, reporter: Reporter, meta: dict[str, Any]):
+    def __init__(self, cfg: Config, out: Path, parts: Trainable, data: TrainData,
+                 progress: Progress, workers: Workers, reporter: Reporter,
+                 meta: dict[str, Any]):
         self.cfg, self.t, self.out = cfg, cfg.training, out
-        self.model, self.wrapped, self.optimizer = model, wrapped, optimizer
-        self.schedule, self.progress, self.data, self.dev = schedule, progress, data, dev
-        self.rank, self.world, self.reporter, self.meta = rank, world, reporter, meta
+        self.model, self.wrapped = parts.model, parts.wrapped
+        self.optimizer, self.schedule = parts.optimizer, parts.schedule
+        self.progress, self.data = progress, data
+        dev, world = workers.dev, workers.world
+        self.dev, self.rank, self.world = dev, workers.rank, world
+        self.reporter, self.meta = reporter, meta
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.t.precision)
         # bf16 autocast on CPU too (fast where the CPU has AVX-512 BF16 or AMX); fp16: CUDA only
         self.amp_dtype = amp if dev.type == "cuda" or amp is torch.bfloat16 else None

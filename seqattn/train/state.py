@@ -82,6 +82,16 @@ def remove_stale_temporaries(out: Path) -> None:
         stale.unlink(missing_ok=True)
 
 
+def resume_config(out: Path) -> Path:
+    """The config that ``--resume`` without a CONFIG continues with: the run's own."""
+    source = out / ckpt.CONFIG
+    if out.is_dir() and not source.exists():
+        raise CheckpointError(f"nothing to resume in '{out}' ({ckpt.CONFIG} is missing); if a "
+                              "run stopped there before its first checkpoint, start it again "
+                              "without --resume")
+    return source
+
+
 def check_out_dir(cfg: Config, out: Path, resume: bool) -> Config:
     """Refuse to overwrite a model; on resume, return the stored config (plus allowed changes)."""
     if out.exists() and not out.is_dir():
