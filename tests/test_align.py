@@ -188,7 +188,7 @@ def test_threshold_and_both():
     words = torch.tensor([[0.6, 0.35, 0.05], [0.1, 0.45, 0.45]])
     assert al.extract_links(words, "threshold", 0.35) == {(0, 0), (1, 0), (1, 1), (2, 1)}
     assert al.extract_links(words, "both", 0.5) == {(0, 0), (1, 1)}
-    with pytest.raises(UsageError, match="needs --threshold"):
+    with pytest.raises(UsageError, match="needs extraction.threshold"):
         al.extract_links(words, "threshold")
 
 
@@ -242,9 +242,9 @@ def test_blend_parse_errors(text, message):
 def test_resolve_view_validates_and_reads_the_calibrated_shift(tiny_transformer):
     tr = __import__("seqattn").load(tiny_transformer)
     assert al.resolve_view(tr) == al.View(0, "mean", False, "sum")    # 2 layers: penultimate
-    with pytest.raises(UsageError, match=r"--layer 2 is out of range.*0\.\.1"):
+    with pytest.raises(UsageError, match=r"view.layer 2 is out of range.*0\.\.1"):
         al.resolve_view(tr, layer=2)
-    with pytest.raises(UsageError, match="--heads must be mean, max or a head number 0..3"):
+    with pytest.raises(UsageError, match="view.heads must be mean, max or a head number 0..3"):
         al.resolve_view(tr, heads="4")
     tr.loaded.meta = {**tr.loaded.meta, "alignment": {"layer": 1, "heads": "2", "shift": True}}
     assert al.resolve_view(tr) == al.View(1, "2", True, "sum")
@@ -253,10 +253,10 @@ def test_resolve_view_validates_and_reads_the_calibrated_shift(tiny_transformer)
     assert al.resolve_view(tr).blend == al.Blend(0, "max", 0.3)
     assert al.resolve_view(tr, blend=None).blend is None                 # --blend none
     assert al.resolve_view(tr, blend=al.Blend(1, "0", 0.5)).blend == al.Blend(1, "0", 0.5)
-    with pytest.raises(UsageError, match="--blend layer 2 is out of range"):
+    with pytest.raises(UsageError, match="view.blend layer 2 is out of range"):
         al.resolve_view(tr, blend=al.Blend(2, "mean", 0.5))
     tr.loaded.meta["alignment"]["blend"] = {"layer": 0, "heads": "9", "weight": 0.3}
-    with pytest.raises(UsageError, match=r"--blend heads .* got '9' \(read from the model"):
+    with pytest.raises(UsageError, match=r"view.blend heads .* got '9' \(read from the model"):
         al.resolve_view(tr)
 
 
@@ -901,5 +901,5 @@ def test_the_names_of_the_choices_are_those_the_library_defines():
         al.word_weights(torch.tensor([[0.5, 0.5]]), [0], [0], 1, 1, merge)
     for method in names.METHODS:
         al.extract_links(words, method, None if method == "argmax" else 0.5)
-    with pytest.raises(UsageError, match="--threshold does not apply to --method argmax"):
+    with pytest.raises(UsageError, match="threshold does not apply to extraction.method argmax"):
         al.Extraction("argmax", 0.5)

@@ -15,6 +15,9 @@ from seqattn.align.names import METHODS
 from seqattn.align.symmetrize import HEURISTICS, SOFT, Link, soft_symmetrize, symmetrize
 from seqattn.errors import UsageError
 
+#: the names errors give the settings of an extraction (the CLI shows its flags instead)
+EXTRACTION_PARAMS = ("extraction.method", "extraction.threshold", "extraction.sym")
+
 
 def argmax_links(words: Tensor) -> list[tuple[int, int]]:
     """One link per target word, to the source word with the most weight: (src, tgt) pairs."""
@@ -64,17 +67,20 @@ class Extraction:
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise UsageError(f"--method must be one of: {', '.join(METHODS)}; "
-                             f"got '{self.method}'")
+            raise UsageError(f"extraction.method must be one of: {', '.join(METHODS)}; "
+                             f"got '{self.method}'", params=EXTRACTION_PARAMS)
         if self.method != "argmax" and self.threshold is None:
-            raise UsageError(f"--method {self.method} needs --threshold P")
+            raise UsageError(f"extraction.method {self.method} needs extraction.threshold P",
+                             params=EXTRACTION_PARAMS)
         if self.method == "argmax" and self.threshold is not None:
-            raise UsageError("--threshold does not apply to --method argmax; use --method both")
+            raise UsageError("extraction.threshold does not apply to extraction.method argmax; "
+                             "use extraction.method both", params=EXTRACTION_PARAMS)
         if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise UsageError(f"--threshold must be within [0, 1], got {self.threshold}")
+            raise UsageError(f"extraction.threshold must be within [0, 1], got {self.threshold}",
+                             params=EXTRACTION_PARAMS)
         if self.sym not in HEURISTICS and self.sym not in SOFT:
-            raise UsageError(f"--sym must be one of: {', '.join([*HEURISTICS, *SOFT])}; "
-                             f"got '{self.sym}'")
+            raise UsageError(f"extraction.sym must be one of: {', '.join([*HEURISTICS, *SOFT])}; "
+                             f"got '{self.sym}'", params=EXTRACTION_PARAMS)
 
 
 def both_ways(words: Tensor, reverse_words: Tensor, extraction: Extraction) -> set[Link]:

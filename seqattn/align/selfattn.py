@@ -27,7 +27,7 @@ from seqattn.align.force import PairAlignment, chunks, segment_pair
 from seqattn.align.links import Extraction, extract_links
 from seqattn.align.names import SELF_ATTENTIONS
 from seqattn.align.settings import model_shape
-from seqattn.align.views import View, check_layer_heads, view_rows
+from seqattn.align.views import VIEW_PARAMS, View, check_layer_heads, view_rows
 from seqattn.align.words import word_weights
 from seqattn.data import pad_sources
 from seqattn.errors import UsageError
@@ -43,11 +43,12 @@ def resolve_self_view(translator: Translator, kind: str, layer: int | None = Non
                       heads: str | None = None, merge: str = "sum") -> View:
     """A validated self-attention view; default: the last layer, heads averaged."""
     if kind not in KINDS:
-        raise UsageError(f"--attention must be cross, encoder or decoder; got '{kind}'")
+        raise UsageError(f"view.attention must be cross, encoder or decoder; got '{kind}'",
+                         params=VIEW_PARAMS)
     n_layers, n_heads = model_shape(translator, kind)
     view = View(n_layers - 1 if layer is None else layer, "mean" if heads is None else str(heads),
                 False, merge, attention=kind)
-    check_layer_heads(view.layer, view.heads, n_layers, n_heads, "--layer", "--heads",
+    check_layer_heads(view.layer, view.heads, n_layers, n_heads, "view.layer", "view.heads",
                       kind=kind)
     return view
 

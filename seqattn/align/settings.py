@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from seqattn.align.links import Extraction
 from seqattn.align.names import MERGES
-from seqattn.align.views import Blend, View, check_layer_heads, default_layer
+from seqattn.align.views import VIEW_PARAMS, Blend, View, check_layer_heads, default_layer
 from seqattn.errors import CheckpointError, UsageError
 
 if TYPE_CHECKING:
@@ -158,7 +158,7 @@ def resolve_view(translator: Translator, layer: int | None = None, heads: str | 
     if blend is STORED:
         own = layer is None and heads is None and shift is None
         blend = stored.blend if own else None
-        blend_note = " (read from the model's seqattn.json; --blend none turns it off)"
+        blend_note = " (read from the model's seqattn.json; view.blend none turns it off)"
     else:
         blend_note = ""
     view = View(default_layer_ if layer is None else layer,
@@ -167,13 +167,14 @@ def resolve_view(translator: Translator, layer: int | None = None, heads: str | 
     n_layers, n_heads = model_shape(translator)
     note = {k: "" if given is not None else " (read from the model's seqattn.json)"
             for k, given in (("layer", layer), ("heads", heads))}
-    check_layer_heads(view.layer, view.heads, n_layers, n_heads, "--layer", "--heads",
+    check_layer_heads(view.layer, view.heads, n_layers, n_heads, "view.layer", "view.heads",
                       note["layer"], note["heads"])
     if view.blend is not None:
         check_layer_heads(view.blend.layer, view.blend.heads, n_layers, n_heads,
-                          "--blend layer", "--blend heads", blend_note, blend_note)
+                          "view.blend layer", "view.blend heads", blend_note, blend_note)
     if merge not in MERGES:
-        raise UsageError(f"--merge must be one of: {', '.join(MERGES)}; got '{merge}'")
+        raise UsageError(f"view.merge must be one of: {', '.join(MERGES)}; got '{merge}'",
+                         params=VIEW_PARAMS)
     return view
 
 

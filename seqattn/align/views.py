@@ -17,6 +17,9 @@ from torch import Tensor
 
 from seqattn.errors import UsageError
 
+#: the names errors give the settings of a view (the CLI shows its flags instead)
+VIEW_PARAMS = ("view.layer", "view.heads", "view.blend", "view.merge", "view.attention")
+
 
 def default_layer(n_layers: int) -> int:
     """The layer read (and supervised by guided training) unless told otherwise: the
@@ -50,10 +53,11 @@ class Blend:
                 raise ValueError
             layer, heads, weight = int(parts[0]), parts[1].strip(), float(parts[2])
         except ValueError:
-            raise UsageError(f"--blend takes LAYER:HEADS:WEIGHT (e.g. 2:mean:0.4) or none; "
-                             f"got '{text}'") from None
+            raise UsageError(f"view.blend takes LAYER:HEADS:WEIGHT (e.g. 2:mean:0.4) or none; "
+                             f"got '{text}'", params=VIEW_PARAMS) from None
         if not 0.0 < weight < 1.0:
-            raise UsageError(f"--blend weight must be between 0 and 1 (exclusive), got {weight}")
+            raise UsageError(f"view.blend weight must be between 0 and 1 (exclusive), got "
+                             f"{weight}", params=VIEW_PARAMS)
         return cls(layer, heads, weight)
 
     @classmethod
@@ -92,10 +96,10 @@ def check_layer_heads(layer: int, heads: str, n_layers: int, n_heads: int, layer
     if not 0 <= layer < n_layers:
         which = "decoder" if kind == "cross" else kind
         raise UsageError(f"{layer_flag} {layer} is out of range{layer_note}; this model has "
-                         f"{n_layers} {which} layer(s): 0..{n_layers - 1}")
+                         f"{n_layers} {which} layer(s): 0..{n_layers - 1}", params=VIEW_PARAMS)
     if heads not in ("mean", "max") and not (heads.isdigit() and int(heads) < n_heads):
         raise UsageError(f"{heads_flag} must be mean, max or a head number 0..{n_heads - 1}, "
-                         f"got '{heads}'{heads_note}")
+                         f"got '{heads}'{heads_note}", params=VIEW_PARAMS)
 
 
 def head_rows(weights: Tensor, layer: int, heads: str) -> Tensor:
