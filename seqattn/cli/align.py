@@ -14,7 +14,7 @@ import typer
 
 from seqattn.align.checks import EOS_MASS, FLAT_ENTROPY, OMISSION_MASS
 from seqattn.align.names import Attention, Merge, Method, Sym
-from seqattn.cli.app import STATE, app, err_console, out_console, tune_cpu
+from seqattn.cli.app import app, out_console, tune_cpu
 from seqattn.cli.output import check_output_path, emit
 from seqattn.device import DEVICE_HELP
 
@@ -65,9 +65,6 @@ class Format(str, Enum):
     jsonl = "jsonl"
     table = "table"
     heatmap = "heatmap"
-
-
-SWEEP_ROWS_SHOWN = 20
 
 
 @app.command(epilog=EXAMPLES)
@@ -173,8 +170,10 @@ def align(
     explicit = method is not None or threshold is not None
     reverse = load(reverse_model, device=device, precision=precision) if reverse_model else None
     if calibrate is not None:
-        _calibrate_all(translator, reverse, calibrate, extraction if explicit else None,
-                       merge.value, batch_tokens, save_to)
+        from seqattn.cli.calibration import calibrate_all
+
+        calibrate_all(translator, reverse, calibrate, extraction if explicit else None,
+                      merge.value, batch_tokens, save_to)
         if src is None:
             return
     if not explicit:  # the model's calibrated extraction, if it has one
@@ -351,96 +350,3 @@ def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:
     if png is not None:
         drawn = alignviz.write_png(png, records)
         log.info("wrote %s (%d pairs drawn)", png, drawn)
-
-
-def _calibrate_all(translator: Any, reverse: Any, spec: str, extraction: Any, merge: str,
-                   batch_tokens: int, save_to: Path | None) -> None:
-    """The view sweep, then (with a reverse model) the symmetrization sweep; a shipped model
-    or an unusable --save-to is refused before either."""
-    from seqattn.align.calibrate import check_destination
-
-    check_destination(translator, save_to)
-    _calibrate(translator, spec, extraction, merge, batch_tokens, save_to, reverse is not None)
-    if reverse is not None:
-        _calibrate_sym(translator, reverse, spec, extraction, merge, batch_tokens, save_to)
-
-
-def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any, merge: str,
-                   batch_tokens: int, save_to: Path | None) -> None:
-    from rich.table import Table
-
-    from seqattn.align.calibrate import calibrate_sym, store_sym
-
-    rows, best = calibrate_sym(translator, reverse, spec, extraction, merge, batch_tokens,
-                               store=False)
-    if not STATE["quiet"]:
-        table = Table(title=f"both directions on {spec} (lowest AER first)",
-                      title_justify="left", header_style="bold")
-        for name in ("sym", "links by", "AER%", "Prec%", "Rec%", "links"):
-            table.add_column(name, justify="left" if name in ("sym", "links by") else "right")
-        ranked = sorted(rows, key=lambda r: r.scores.aer)
-        for row in ranked[:SWEEP_ROWS_SHOWN]:
-            s, ex = row.scores, row.extraction
-            table.add_row(ex.sym, _links_by(ex), f"{100 * s.aer:.1f}",
-                          f"{100 * s.precision:.1f}", f"{100 * s.recall:.1f}",
-                          str(s.hyp_links), style="bold" if row is best else "")
-        err_console().print(table)
-    stored = store_sym(translator, reverse, best, save_to)
-    _stored(f"stored the best symmetrization in {stored.directory}/seqattn.json: --sym "
-            f"{best.extraction.sym}, {_links_by(best.extraction)} (AER "
-            f"{100 * best.scores.aer:.1f}%); align --reverse-model "
-            f"{reverse.loaded.path.name} uses it by default")
-
-
-def _stored(message: str) -> None:
-    """What calibration stored: always said (even with --quiet), on stderr."""
-    from rich.markup import escape
-
-    err_console().print(escape(message), soft_wrap=True)
-
-
-def _links_by(ex: Any) -> str:
-    return "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}"
-
-
-def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
-               batch_tokens: int, save_to: Path | None, resweep_sym: bool) -> None:
-    from rich.table import Table
-
-    from seqattn.align.calibrate import calibrate, store_view
-
-    rows, best = calibrate(translator, spec, extraction, merge, batch_tokens, store=False)
-    if not STATE["quiet"]:
-        table = Table(title=f"alignment views on {spec} (lowest AER first)",
-                      title_justify="left", header_style="bold")
-        for name in ("layer", "heads", "shift", "blend", "links by", "AER%", "Prec%", "Rec%",
-                     "links"):
-            table.add_column(name, justify="left" if name in ("heads", "shift", "blend",
-                                                              "links by") else "right")
-        ranked = sorted(rows, key=lambda r: r.scores.aer)
-        for row in ranked[:SWEEP_ROWS_SHOWN]:
-            s, ex = row.scores, row.extraction
-            b = row.view.blend
-            table.add_row(str(row.view.layer), row.view.heads, "yes" if row.view.shift else "no",
-                          "–" if b is None else f"{b.layer}:{b.heads}:{b.weight:g}",
-                          _links_by(ex),
-                          f"{100 * s.aer:.1f}", f"{100 * s.precision:.1f}",
-                          f"{100 * s.recall:.1f}", str(s.hyp_links),
-                          style="bold" if row is best else "")
-        if len(ranked) > SWEEP_ROWS_SHOWN:
-            table.caption = f"{len(ranked) - SWEEP_ROWS_SHOWN} more settings not shown"
-        err_console().print(table)
-    v, ex = best.view, best.extraction
-    blended = "" if v.blend is None else \
-        f", blend {v.blend.layer}:{v.blend.heads}:{v.blend.weight:g}"
-    stored = store_view(translator, best, save_to)
-    _stored(f"stored the best setting in {stored.directory}/seqattn.json: layer {v.layer}, "
-            f"heads {v.heads}, shift {v.shift}{blended}, {_links_by(ex)} (AER "
-            f"{100 * best.scores.aer:.1f}%)")
-    for what in stored.dropped:
-        if resweep_sym:
-            _stored(f"the stored {what} was tuned for the previous view; re-tuning it with "
-                    "the reverse model")
-        else:
-            log.warning("dropped the stored %s: it was tuned for the previous view; run "
-                        "--calibrate again with --reverse-model MODEL to re-tune it", what)
