@@ -34,6 +34,7 @@ CONFIG, WEIGHTS, META = "config.yaml", "model.safetensors", "seqattn.json"
 LAST_WEIGHTS, TRAIN_STATE, TRAIN_LOG = "last.safetensors", "train_state.pt", "train.jsonl"
 CHECKPOINTS = "checkpoints"  # step-NNNNNNN.safetensors: weights at each validation (kept N)
 JOINT_SPM, SRC_SPM, TGT_SPM = "spm.model", "src.spm.model", "tgt.spm.model"
+ALIGNER = "aligner.safetensors"  # a full-context aligner trained on top (seqattn.models.aligner)
 
 
 def save_weights(model: Any, path: Path) -> None:
@@ -160,6 +161,7 @@ class LoadedModel:
     tgt_vocab: Any
     meta: dict[str, Any]
     path: Path
+    aligner: Any = None  # a FullContextAligner trained on top (aligner.safetensors), or None
 
 
 def load_model_dir(model_dir: str | Path, device: str = "cpu",
@@ -188,7 +190,27 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
     model = build_model(cfg.model, len(src_vocab), len(tgt_vocab))
     load_weights(model, model_dir / weights, device="cpu")
     model.to(device).eval()
-    return LoadedModel(model, cfg, src_vocab, tgt_vocab, meta, model_dir)
+    return LoadedModel(model, cfg, src_vocab, tgt_vocab, meta, model_dir,
+                       _load_aligner(model_dir, meta, device))
+
+
+def _load_aligner(model_dir: Path, meta: dict[str, Any], device: str) -> Any:
+    """The model's full-context aligner, if it has one (``aligner.safetensors``)."""
+    if not (model_dir / ALIGNER).is_file():
+        return None
+    from seqattn.models.aligner import AlignerConfig, FullContextAligner
+
+    stored = meta.get("aligner")
+    if not isinstance(stored, dict):
+        raise CheckpointError(f"'{model_dir}' has {ALIGNER} but no 'aligner' in {META}")
+    try:
+        cfg = AlignerConfig(int(stored["d_model"]), int(stored["layers"]), int(stored["heads"]),
+                            int(stored["ff_size"]), float(stored.get("dropout", 0.0)))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"'{model_dir}': unreadable 'aligner' in {META} ({e})") from None
+    aligner = FullContextAligner(cfg)
+    load_weights(aligner, model_dir / ALIGNER, device="cpu")
+    return aligner.to(device).eval()
 
 
 EXPORT_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
@@ -253,6 +275,8 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
         for path in {src, tgt}:
             shutil.copyfile(path, tmp / path.name)
         shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
+        if (run_dir / ALIGNER).is_file():  # small: kept in float32
+            shutil.copyfile(run_dir / ALIGNER, tmp / ALIGNER)
         meta = read_meta(run_dir)
         meta.pop("format", None)
         if average:  # the best checkpoint's scores do not describe the mean

@@ -194,22 +194,28 @@ class StoredSetting:
 
 
 def check_destination(translator: Translator, save_to: str | Path | None) -> Path:
-    """Where calibration may write: ``save_to``, else the model's own directory.
+    """Where calibration may write: ``save_to``, else the model's own directory
+    (:func:`destination`)."""
+    return destination(translator.loaded.path, save_to)
+
+
+def destination(model: Path, save_to: str | Path | None) -> Path:
+    """Where settings or modules trained for ``model`` may be written: ``save_to``, else the
+    model's own directory.
 
     The model's own directory may be written unless it is a shipped model; another directory
-    must be new or empty (it gets a copy of the model with the calibrated settings).
+    must be new or empty (it gets a copy of the model first, :func:`copy_model`).
 
     :raises UsageError: a shipped model, or a directory that holds something else.
     """
     from seqattn.translate import is_shipped
 
-    model = translator.loaded.path
     target = Path(save_to) if save_to is not None else model
     own = target.exists() and model.exists() and os.path.samefile(target, model)
     if own or (not target.exists() and target.resolve() == model.resolve()):
         if is_shipped(model):
             raise UsageError(f"'{model}' is a shipped model and is never changed; give "
-                             "--save-to DIR to write a calibrated copy of it there")
+                             "--save-to DIR to write a copy of it there")
         return model
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise UsageError(f"--save-to '{target}' exists and is not an empty directory; give a "
@@ -244,9 +250,11 @@ def copy_model(model: Path, target: Path) -> None:
     import shutil
     import tempfile
 
-    from seqattn.checkpoint import CONFIG, META, WEIGHTS, spm_paths
+    from seqattn.checkpoint import ALIGNER, CONFIG, META, WEIGHTS, spm_paths
 
     files = {model / CONFIG, model / WEIGHTS, model / META, *spm_paths(model)}
+    if (model / ALIGNER).is_file():
+        files.add(model / ALIGNER)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
     try:

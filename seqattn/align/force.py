@@ -169,14 +169,32 @@ def _forward(translator: Translator, batch: list[PairAlignment]) -> None:
     tgt_in = torch.full((len(batch), T), PAD, dtype=torch.long)  # (B, T)
     for b, (_, t) in enumerate(sides):
         tgt_in[b, : len(t.ids) + 1] = torch.tensor([BOS, *t.ids], dtype=torch.long)
-    dev = translator.device
-    with translator.autocast():
-        _, weights = translator.model(src.to(dev), src_pad.to(dev), tgt_in.to(dev),
-                                      need_weights=True)         # (B, L, H, T, S)
-    weights = weights.float().cpu()
+    weights = forced_weights(translator, src, src_pad, tgt_in)   # (B, L, H, T, S)
     for b, (rec, (s, t)) in enumerate(zip(batch, sides)):
         n_t, n_s = len(t.ids), len(s.ids)
         rec.weights = weights[b, :, :, : n_t + 1, : n_s + 1].clone()
+
+
+def forced_weights(translator: Translator, src: Tensor, src_pad: Tensor,
+                   tgt_in: Tensor) -> Tensor:
+    """Teacher-forced cross-attention of every decoder layer and head, on the CPU in float32;
+    with a full-context aligner (:mod:`seqattn.models.aligner`) its rows follow as one more
+    layer (the same rows under every head).
+
+    Shapes: src (B, S), src_pad (B, S), tgt_in (B, T) -> (B, L [+ 1], H, T, S)
+    """
+    dev, model, aligner = translator.device, translator.model, translator.loaded.aligner
+    src, src_pad, tgt_in = src.to(dev), src_pad.to(dev), tgt_in.to(dev)
+    with translator.autocast():
+        if aligner is None:
+            _, weights = model(src, src_pad, tgt_in, need_weights=True)
+            return weights.float().cpu()
+        layers: list[Tensor] = []
+        enc, dec = model.hidden_states(src, src_pad, tgt_in, layers)
+        full = aligner.rows(dec, tgt_in == PAD, enc, src_pad)             # (B, T, S)
+    cross = torch.stack(layers, dim=1)                                    # (B, L, H, T, S)
+    full = full[:, None, None].expand(-1, 1, cross.size(2), -1, -1)       # (B, 1, H, T, S)
+    return torch.cat([cross, full.to(cross.dtype)], dim=1).float().cpu()
 
 
 def align(translator: Translator, pairs: Iterable[tuple[str, str]], view: View | None = None,
@@ -243,6 +261,12 @@ def word_attention(translator: Translator, tr: Translation, hyp: Hyp,
     if hyp.weights is None or tr.src is None:
         raise UsageError("no attention was kept for this translation")
     view = resolve_view(translator) if view is None else view
-    # hyp.weights: (L, H, Tp + 1, S), the last row the eos step (forced at the limit)
-    return word_weights(view_rows(hyp.weights, view), hyp.word_of_piece,
+    weights = hyp.weights  # (L, H, Tp + 1, S), the last row the eos step (forced at the limit)
+    beyond = max(view.layer, view.blend.layer if view.blend is not None else 0)
+    if beyond >= weights.size(0):  # the full-context aligner: one forced pass over the output
+        ids = [translator.tgt_vocab.sp.piece_to_id(p) for p in hyp.pieces]
+        src, src_pad = pad_sources([tr.src.ids])
+        tgt_in = torch.tensor([[BOS, *ids]], dtype=torch.long)
+        weights = forced_weights(translator, src, src_pad, tgt_in)[0]   # (L + 1, H, T, S)
+    return word_weights(view_rows(weights, view), hyp.word_of_piece,
                         tr.src.word_of_piece, len(hyp.words), len(tr.src.words), view.merge)

@@ -129,6 +129,8 @@ def model_shape(translator: Translator, kind: str = "cross") -> tuple[int, int]:
     """(layers, heads) of an attention the model shows; a one-line error naming the views
     it has when it lacks ``kind``."""
     shape = translator.model.attention_shape(kind)
+    if shape is not None and kind == "cross" and translator.loaded.aligner is not None:
+        shape = (shape[0] + 1, shape[1])  # the full-context aligner reads as one more layer
     if shape is None:
         kinds = [k for k in ("cross", "encoder", "decoder")
                  if translator.model.attention_shape(k) is not None]

@@ -217,9 +217,12 @@ def _table(translator: Any, tr: Any, view: Any) -> Any:
 
     hyp = tr.hyps[0]
     words, eos = word_attention(translator, tr, hyp, view)
+    decoder_layers = translator.model.attention_shape()[0]
     several = translator.model.attention_shape() != (1, 1)  # else one attention: no choice
     where = "" if not several else \
         f", layer {view.layer}, heads {view.heads}"
+    if view.layer == decoder_layers:  # one past the decoder's: the aligner trained on top
+        where = ", the full-context aligner (a forced pass over the output)"
     if view.shift:
         where += ", shift-att (each word read where it was the decoder input)"
     if view.blend is not None:

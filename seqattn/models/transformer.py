@@ -243,10 +243,16 @@ class TransformerSeq2Seq(nn.Module):
 
         Shapes: src (B, S) long, src_pad (B, S) bool, True = padding -> TransformerMemory
         """
+        return self._memory(self._encoder_output(src, src_pad), src_pad)
+
+    def _encoder_output(self, src: Tensor, src_pad: Tensor) -> Tensor:
+        """Shapes: src (B, S) long, src_pad (B, S) bool -> (B, S, D)."""
         x = self._embed(src, self.src_embed)                        # (B, S, D)
         for layer in self.encoder_layers():
             x, _ = layer(x, src_pad)
-        x = self.enc_norm(x)                                        # (B, S, D)
+        return self.enc_norm(x)                                     # (B, S, D)
+
+    def _memory(self, x: Tensor, src_pad: Tensor) -> TransformerMemory:
         kv = [layer.cross_attn.project_kv(x, x) for layer in self.decoder_layers()]
         return TransformerMemory(src_pad, tuple(k for k, _ in kv), tuple(v for _, v in kv))
 
@@ -309,6 +315,28 @@ class TransformerSeq2Seq(nn.Module):
                                           need_weights)
         return logits, weights
 
+
+    def hidden_states(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
+                      weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Teacher-forced representations: the encoder output and every decoder layer's output
+        (causal, as in translation), for a model built on top of this one. With a ``weights``
+        list, each layer's cross-attention (B, nh, T, S) is appended to it on the way.
+
+        Shapes:
+            src: (B, S) long; src_pad: (B, S) bool; tgt_in: (B, T) long (bos y1 .. yn)
+            returns: encoder (B, S, D), decoder (B, L, T, D)
+        """
+        x = self._encoder_output(src, src_pad)                      # (B, S, D)
+        memory = self._memory(x, src_pad)
+        y = self._embed(tgt_in, self.tgt_embed)                     # (B, T, D)
+        states = []
+        for i, layer in enumerate(self.decoder_layers()):
+            y, w = layer(y, None, None, 0, memory.cross_k[i], memory.cross_v[i], src_pad,
+                         weights is not None)
+            states.append(y)
+            if weights is not None and w is not None:
+                weights.append(w)
+        return x, torch.stack(states, dim=1)                        # (B, S, D), (B, L, T, D)
 
     @torch.no_grad()
     def self_attention(self, src: Tensor, src_pad: Tensor,

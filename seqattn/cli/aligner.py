@@ -1,0 +1,74 @@
+"""``seqattn train-aligner``: a full-context aligner on top of a trained Transformer (see
+seqattn.models.aligner and seqattn.train.aligner)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from seqattn.cli.app import app, err_console, tune_cpu
+from seqattn.device import DEVICE_HELP
+
+EXAMPLES = """
+[bold]Examples[/bold]
+
+  seqattn train-aligner -m runs/ende --src train.en --tgt train.de --links train.en-de.align
+
+  seqattn train-aligner -m en-de --src train.en --tgt train.de --links links.txt --save-to my-en-de
+
+[bold]What it does[/bold]: the translation model stays frozen (its translations do not change);
+one small layer reads all its decoder layers with the whole target visible (Garg et al. 2019)
+and learns the given links (Pharaoh i-j per line, 0-based whitespace words, e.g. eflomal's
+grow-diag-final-and, as bench/guided_links.py makes them). It becomes the model's default
+alignment view; `seqattn align --calibrate GOLD` then picks the extraction (and may blend it).
+A shipped model is never changed: --save-to writes a copy with the aligner.
+"""
+
+
+@app.command("train-aligner", epilog=EXAMPLES)
+def train_aligner(
+    model: Annotated[str, typer.Option("--model", "-m", help="A Transformer model directory or "
+                                       "shipped model name.")],
+    src: Annotated[Path, typer.Option("--src", help="Training sources, one per line.")],
+    tgt: Annotated[Path, typer.Option("--tgt", help="Training targets, line-aligned.")],
+    links: Annotated[Path, typer.Option("--links", help="Pharaoh links of each pair.")],
+    save_to: Annotated[Path | None, typer.Option(
+        "--save-to", metavar="DIR", show_default=False,
+        help="A new (or empty) directory for a copy of the model with the aligner \\[default: "
+             "the model's own directory; required for a shipped model].")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 4,
+    batch_tokens: Annotated[int, typer.Option("--batch-tokens", min=1,
+                                              help="Padded tokens per batch.")] = 4096,
+    device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
+) -> None:
+    """Train a full-context alignment layer on top of a frozen Transformer."""
+    from seqattn.align.calibrate import copy_model, destination
+    from seqattn.checkpoint import load_model_dir
+    from seqattn.cli.output import refuse_overwriting_inputs
+    from seqattn.device import pick_device
+    from seqattn.textio import count_lines
+    from seqattn.train.aligner import AlignerTraining
+    from seqattn.train.aligner import train_aligner as run
+    from seqattn.translate import resolve_model
+
+    tune_cpu()
+    source = resolve_model(model)
+    target = destination(source, save_to)
+    refuse_overwriting_inputs([("--save-to", target)],
+                              [("--src", src), ("--tgt", tgt), ("--links", links)])
+    dev = pick_device(device)
+    for path in (src, tgt, links):  # before anything is copied or loaded
+        count_lines(path)
+    if target != source:
+        copy_model(source, target)
+    loaded = load_model_dir(target, device=str(dev))
+    console = err_console()
+    summary = run(loaded, src, tgt, links, AlignerTraining(epochs=epochs,
+                                                           batch_tokens=batch_tokens),
+                  progress=lambda e, s, loss: console.print(f"epoch {e} step {s}: alignment "
+                                                            f"loss {loss:.4f}"))
+    console.print(f"aligner trained in {summary['seconds']:.0f} s on {summary['pairs']} pairs "
+                  f"(held-out loss {summary['best_valid_loss']:.4f}); stored in {target} as "
+                  "its default alignment view")

@@ -1,0 +1,166 @@
+"""Training a full-context aligner (:mod:`seqattn.models.aligner`) on top of a frozen
+translation model, with the guided-alignment loss against an external aligner's links.
+
+The translation model is only read (its translations stay exactly as they were); the aligner's
+weights go to ``aligner.safetensors`` in the model directory, its sizes to ``seqattn.json``
+(``"aligner"``). The epoch with the lowest alignment loss on held-out training pairs is kept:
+no hand-aligned gold set is used for anything here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from seqattn.align.settings import AlignmentSettings
+from seqattn.checkpoint import (
+    ALIGNER,
+    LoadedModel,
+    load_weights,
+    read_meta,
+    save_weights,
+    write_meta,
+)
+from seqattn.data import (
+    Corpus,
+    bucket_batches,
+    encode_corpus,
+    iterate_batches,
+    read_parallel,
+    read_pharaoh,
+)
+from seqattn.errors import ConfigError
+from seqattn.models.aligner import AlignerConfig, FullContextAligner
+from seqattn.train.loss import alignment_loss
+from seqattn.vocab import PAD
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AlignerTraining:
+    """How the aligner is trained; the defaults are what the shipped aligners used."""
+
+    epochs: int = 4
+    batch_tokens: int = 4096
+    lr: float = 5e-4
+    warmup: int = 200
+    valid_pairs: int = 500
+    seed: int = 1
+    heads: int = 4
+    ff_size: int = 512
+    dropout: float = 0.1
+    max_len: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_tokens", "valid_pairs", "heads", "ff_size", "max_len"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"aligner {name} must be >= 1, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ConfigError(f"aligner lr must be > 0, got {self.lr}")
+
+
+def train_aligner(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: str | Path,
+                  options: AlignerTraining | None = None,
+                  progress: Any = None) -> dict[str, Any]:
+    """Train an aligner for ``loaded`` (frozen) on the line-aligned ``src``/``tgt`` files and
+    the Pharaoh ``links`` of each pair (0-based whitespace words), store it in the model's
+    directory, and return a summary (losses per epoch, time). ``progress(epoch, step, loss)``
+    is called now and then."""
+    opt = options or AlignerTraining()
+    model = loaded.model
+    if model.attention_shape("encoder") is None:
+        raise ConfigError("a full-context aligner needs a Transformer translation model")
+    for p in model.parameters():
+        p.requires_grad_(False)
+    model.eval()
+    pairs = read_parallel(src, tgt)
+    corpus = encode_corpus(pairs, loaded.src_vocab, loaded.tgt_vocab, opt.max_len,
+                           read_pharaoh(links, len(pairs)))
+    train, valid = _split(corpus, opt.valid_pairs)
+    dev = next(model.parameters()).device
+    layers, _ = model.attention_shape()
+    d_model = model.tgt_embed.embedding_dim
+    cfg = AlignerConfig(d_model, layers, opt.heads, opt.ff_size, opt.dropout)
+    torch.manual_seed(opt.seed)
+    aligner = FullContextAligner(cfg).to(dev)
+    adam = torch.optim.Adam(aligner.parameters(), lr=opt.lr, betas=(0.9, 0.98))
+    best, history, started, step = math.inf, [], time.time(), 0
+    lens = ([len(s) for s in train.src], [len(t) for t in train.tgt])
+    # linear warm-up over at most a quarter of the first epoch, then constant
+    warmup = min(opt.warmup, max(1, len(bucket_batches(*lens, opt.batch_tokens, None)) // 4))
+    for epoch in range(1, opt.epochs + 1):
+        aligner.train()
+        order = bucket_batches(*lens, opt.batch_tokens, opt.seed + epoch)
+        for batch in iterate_batches(train, order):
+            step += 1
+            for group in adam.param_groups:
+                group["lr"] = opt.lr * min(1.0, step / warmup)
+            loss = _loss(model, aligner, batch.to(dev))
+            adam.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(aligner.parameters(), 1.0)
+            adam.step()
+            if progress is not None and step % 50 == 0:
+                progress(epoch, step, float(loss.detach()))
+        held_out = _evaluate(model, aligner, valid, opt.batch_tokens, dev)
+        history.append({"epoch": epoch, "step": step, "valid_loss": held_out,
+                        "seconds": round(time.time() - started, 1)})
+        log.info("aligner epoch %d: held-out alignment loss %.4f", epoch, held_out)
+        if held_out < best:
+            best = held_out
+            save_weights(aligner, loaded.path / ALIGNER)
+    meta = read_meta(loaded.path)
+    meta["aligner"] = {**cfg.as_dict(), "valid_loss": round(best, 6), "epochs": opt.epochs}
+    # the aligner becomes the default view: one layer past the decoder's, read plainly; the
+    # settings calibrated for another view (extraction, blend, symmetrization) no longer apply
+    old = AlignmentSettings.from_dict(meta.get("alignment"))
+    meta["alignment"] = replace(old, layer=layers, heads="mean", shift=False, blend=None,
+                                method=None, threshold=None, aer=None, sym=None).as_dict()
+    write_meta(loaded.path, meta)
+    loaded.meta.update(aligner=meta["aligner"], alignment=meta["alignment"])
+    loaded.aligner = FullContextAligner(cfg)
+    load_weights(loaded.aligner, loaded.path / ALIGNER, device="cpu")
+    loaded.aligner.to(dev).eval()
+    return {"history": history, "best_valid_loss": best,
+            "seconds": round(time.time() - started, 1), "pairs": len(train)}
+
+
+def _split(corpus: Corpus, n_valid: int) -> tuple[Corpus, Corpus]:
+    """The last ``n_valid`` pairs held out (at most a tenth of the corpus)."""
+    n = min(n_valid, max(1, len(corpus) // 10))
+    assert corpus.links is not None
+    return (Corpus(corpus.src[:-n], corpus.tgt[:-n], links=corpus.links[:-n]),
+            Corpus(corpus.src[-n:], corpus.tgt[-n:], links=corpus.links[-n:]))
+
+
+def _loss(model: Any, aligner: FullContextAligner, batch: Any) -> torch.Tensor:
+    """Mean cross-entropy of the aligner's rows against the gold rows that have links."""
+    with torch.no_grad():
+        enc, dec = model.hidden_states(batch.src, batch.src_pad, batch.tgt_in)
+    rows = aligner.rows(dec, batch.tgt_in == PAD, enc, batch.src_pad)          # (B, T, S)
+    gold = batch.gold                                                          # (B, T, S)
+    assert gold is not None  # the corpus has links
+    return alignment_loss(rows, gold) / gold.sum().clamp_min(1.0)
+
+
+@torch.no_grad()
+def _evaluate(model: Any, aligner: FullContextAligner, corpus: Corpus, batch_tokens: int,
+              dev: torch.device) -> float:
+    aligner.eval()
+    total = rows = 0.0
+    lens = ([len(s) for s in corpus.src], [len(t) for t in corpus.tgt])
+    for batch in iterate_batches(corpus, bucket_batches(*lens, batch_tokens, seed=None)):
+        batch = batch.to(dev)
+        assert batch.gold is not None  # the corpus has links
+        enc, dec = model.hidden_states(batch.src, batch.src_pad, batch.tgt_in)
+        total += float(alignment_loss(aligner.rows(dec, batch.tgt_in == PAD, enc,
+                                                   batch.src_pad), batch.gold))
+        rows += float(batch.gold.sum())
+    return total / max(rows, 1.0)
