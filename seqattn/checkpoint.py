@@ -275,8 +275,10 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
         for path in {src, tgt}:
             shutil.copyfile(path, tmp / path.name)
         shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
-        if (run_dir / ALIGNER).is_file():  # small: kept in float32
-            shutil.copyfile(run_dir / ALIGNER, tmp / ALIGNER)
+        if (run_dir / ALIGNER).is_file():  # stored like the weights; computed in float32
+            aligner = {k: v.to(target).contiguous() if v.is_floating_point() else v
+                       for k, v in load_file(str(run_dir / ALIGNER)).items()}
+            save_file(aligner, str(tmp / ALIGNER), metadata={"format": "pt"})
         meta = read_meta(run_dir)
         meta.pop("format", None)
         if average:  # the best checkpoint's scores do not describe the mean

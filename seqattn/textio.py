@@ -21,7 +21,8 @@ log = logging.getLogger("seqattn.input")
 
 
 def read_lines(path: str | Path, allow_empty: bool = False) -> list[str]:
-    """Read a UTF-8 text file (``'-'``: stdin) into lines without their ``\\n`` or ``\\r\\n``.
+    """Read a UTF-8 text file (``'-'``: stdin; ``*.gz``: gzip-compressed) into lines without
+    their ``\\n`` or ``\\r\\n``.
 
     :raises DataError: the file is missing, a directory, unreadable, empty (unless
         ``allow_empty``), binary (has NUL bytes) or not valid UTF-8 (naming the line).
@@ -53,9 +54,18 @@ def _read_bytes(path: str | Path) -> bytes:
     if not file.exists():
         raise DataError(f"no such file: '{path}'")
     try:
-        return file.read_bytes()
+        data = file.read_bytes()
     except OSError as e:
         raise DataError(f"cannot read '{path}': {e.strerror or e}") from None
+    if file.suffix == ".gz":  # gzip-compressed text (the shipped recipes' link files)
+        import gzip
+        import zlib
+
+        try:
+            return gzip.decompress(data)
+        except (OSError, EOFError, zlib.error):
+            raise DataError(f"'{path}' is not a valid gzip file") from None
+    return data
 
 
 def open_input(path: str | Path) -> IO[bytes]:

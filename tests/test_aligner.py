@@ -105,10 +105,17 @@ def test_translate_reads_the_aligner_with_a_forced_pass_over_its_output(aligned)
 
 
 def test_export_and_calibration_copies_keep_the_aligner(aligned, tmp_path, capsys):
+    from safetensors.torch import load_file
+
     out = tmp_path / "exported"
-    assert run(["export", str(aligned), str(out)]) == 0
-    assert (out / ALIGNER).read_bytes() == (aligned / ALIGNER).read_bytes()
-    assert seqattn.load(out).loaded.aligner is not None
+    assert run(["export", str(aligned), str(out)]) == 0              # fp16 storage
+    stored, trained = load_file(str(out / ALIGNER)), load_file(str(aligned / ALIGNER))
+    assert stored.keys() == trained.keys()
+    assert all(stored[k].dtype == torch.float16 for k in stored)
+    assert all(torch.allclose(stored[k].float(), trained[k], atol=1e-3) for k in stored)
+    exported = seqattn.load(out)
+    assert exported.loaded.aligner is not None
+    assert next(exported.loaded.aligner.parameters()).dtype == torch.float32
 
 
 def test_train_aligner_refuses_a_shipped_model_and_an_rnn(corpus, tiny_model, tmp_path,

@@ -452,7 +452,7 @@ def test_every_command_summary_is_one_sentence_on_one_line(capsys, monkeypatch):
     for command in app.registered_commands:
         summary = (command.callback.__doc__ or "").strip().split("\n\n")[0]
         assert "\n" not in summary and summary.endswith("."), summary
-        name = command.callback.__name__
+        name = command.name or command.callback.__name__.replace("_", "-")
         (row,) = [r for r in rows if re.match(rf"\W*{name}\s", r)]
         assert summary in row, (summary, row)
 
@@ -475,3 +475,19 @@ def test_each_short_flag_has_one_meaning_and_b_is_beam():
     evaluate = command.commands["evaluate"]  # type: ignore[attr-defined]
     baseline = next(p for p in evaluate.params if "--baseline" in p.opts)
     assert baseline.opts == ["--baseline"]
+
+
+def test_gzip_text_reads_like_plain_text_and_a_broken_one_is_one_line(tmp_path, capsys):
+    import gzip
+
+    from seqattn.errors import DataError
+    from seqattn.textio import read_lines
+
+    lines = ["0-0 1-1", "", "2-0 äö"]
+    (tmp_path / "links.txt.gz").write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
+    assert read_lines(tmp_path / "links.txt.gz", allow_empty=True) == lines
+    (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
+    with pytest.raises(DataError, match="not a valid gzip file"):
+        read_lines(tmp_path / "bad.gz")
+    shipped = ROOT / "models" / "recipes" / "multi30k-train.en-de.eflomal-gdfa.txt.gz"
+    assert len(read_lines(shipped, allow_empty=True)) == 29000   # one line per training pair
