@@ -221,15 +221,17 @@ def _table(translator: Any, tr: Any, view: Any) -> Any:
     several = translator.model.attention_shape() != (1, 1)  # else one attention: no choice
     where = "" if not several else \
         f", layer {view.layer}, heads {view.heads}"
+    what = "beam attention of the best hypothesis"
     if view.layer == decoder_layers:  # one past the decoder's: the aligner trained on top
-        where = ", the full-context aligner (a forced pass over the output)"
+        what = "the full-context aligner on the best hypothesis (one forced pass)"
+        where = ""
     if view.shift:
         where += ", shift-att (each word read where it was the decoder input)"
     if view.blend is not None:
         b = view.blend
         where += f", blended {b.weight:g} with layer {b.layer}, heads {b.heads}"
     table = Table(title=f"{tr.source}\n→ {hyp.text}", title_justify="left",
-                  caption=f"beam attention of the best hypothesis{where}",
+                  caption=f"{what}{where}",
                   caption_justify="left", header_style="bold")
     for name, justify in (("#", "right"), ("output", "left"), ("attends to", "left"),
                           ("weight", "right"), ("runner-up", "left"), ("entropy", "right"),
