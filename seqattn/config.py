@@ -129,8 +129,9 @@ class TrainConfig:
     patience: int | None = _num(None, lo=1, doc="stop after this many validations without gain")
     keep_checkpoints: int = _num(0, lo=0, doc="keep the weights of the last N validations in "
                                  "checkpoints/, for seqattn export --average")
-    # guided alignment (seqattn.guided): Pharaoh links between the whitespace words of
-    # data.train_src and data.train_tgt, one line per training pair
+    # guided alignment (seqattn.train.guided): a Pharaoh file of links between the whitespace
+    # words of data.train_src and data.train_tgt, one line per training pair, or "eflomal":
+    # seqattn makes them with eflomal (pip install 'seqattn[align]'; seqattn.align.statistical)
     guided_alignment: str | None = None
     guided_weight: float = _num(0.05, lo=0.0, doc="weight of the alignment loss")
     guided_layer: int | None = _num(None, lo=0, doc="decoder layer; None: the penultimate")

@@ -4,6 +4,7 @@ training and validation pairs encoded, and guided-alignment links read and mappe
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,6 +70,35 @@ def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> N
             train_spm([text], out / name.removesuffix(".model"), d.vocab_size, d.spm_type)
 
 
+#: the links seqattn makes itself (training.guided_alignment: eflomal), kept in the run directory
+GUIDED_LINKS = "guided.eflomal.txt"
+
+
+def guided_links_file(cfg: Config, out: Path, pairs: list[tuple[str, str]], src: Path,
+                      tgt: Path) -> Path | None:
+    """The Pharaoh file guided alignment reads: the one configured, or, with ``eflomal``,
+    links seqattn makes with eflomal once and keeps in the run directory (reused on resume).
+    The Moses tokenizer's language is each training file's suffix when it is a language code
+    (``train.de``), else English."""
+    given = cfg.training.guided_alignment
+    if not given or given != "eflomal":
+        return Path(given) if given else None
+    from seqattn.align.statistical import _modules, eflomal_links
+
+    path = out / GUIDED_LINKS
+    if path.is_file():
+        return path
+    _modules()  # the optional extra is there, before anything is computed
+    langs = [f.suffix.lstrip(".") if re.fullmatch(r"\.[a-z]{2,3}", f.suffix) else "en"
+             for f in (src, tgt)]
+    log.info("guided alignment: running eflomal on %d training pairs (%s-%s)", len(pairs),
+             *langs)
+    lines = eflomal_links([s for s, _ in pairs], [t for _, t in pairs], *langs)
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write(path, lambda f: f.write("".join(line + "\n" for line in lines)))
+    return path
+
+
 def prepare_data(cfg: Config, out: Path) -> TrainData:
     d = cfg.data
     paths = {k: _require(getattr(d, k), f"data.{k}")
@@ -76,8 +106,9 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
     train_pairs = read_parallel(paths["train_src"], paths["train_tgt"])
     valid_pairs = read_parallel(paths["valid_src"], paths["valid_tgt"])
     word_links = None  # read before any work, so a bad file stops the run at once
-    if cfg.training.guided_alignment:
-        word_links = read_pharaoh(cfg.training.guided_alignment, len(train_pairs))
+    links_file = guided_links_file(cfg, out, train_pairs, paths["train_src"], paths["train_tgt"])
+    if links_file is not None:
+        word_links = read_pharaoh(links_file, len(train_pairs))
     prepare_vocab(cfg, out, paths["train_src"], paths["train_tgt"])
     src_path, tgt_path = ckpt.spm_paths(out)
     src_vocab = Vocab(src_path)
