@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import subprocess
 import sys
 import time
@@ -30,23 +29,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from seqattn.align.aer import aer, read_pharaoh, read_talp  # noqa: E402
+from seqattn.align.statistical import token_words  # noqa: E402
 from seqattn.align.symmetrize import HEURISTICS, symmetrize  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data"
-
-
-def token_words(raw: str, tokens: list[str]) -> list[int] | None:
-    """For each token, the index of the raw whitespace word holding its first character;
-    None when the tokens cannot be found in order in the raw text."""
-    spans = [m.span() for m in re.finditer(r"\S+", raw)]
-    out, pos = [], 0
-    for tok in tokens:
-        at = raw.find(tok, pos)
-        if at < 0 or raw[pos:at].strip():
-            return None
-        out.append(next(w for w, (a, b) in enumerate(spans) if a <= at < b))
-        pos = at + len(tok)
-    return out
 
 
 def run_eflomal(src: Path, tgt: Path, out: Path, eflomal: str) -> tuple[Path, Path]:
