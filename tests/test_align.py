@@ -903,3 +903,15 @@ def test_the_names_of_the_choices_are_those_the_library_defines():
         al.extract_links(words, method, None if method == "argmax" else 0.5)
     with pytest.raises(UsageError, match="threshold does not apply to extraction.method argmax"):
         al.Extraction("argmax", 0.5)
+
+
+def test_confident_links_are_the_argmax_links_that_reach_the_threshold():
+    words = torch.tensor([[0.6, 0.35, 0.05],     # sure: its best word has 0.6
+                          [0.4, 0.3, 0.3],       # unsure: its best word has only 0.4
+                          [0.0, 0.0, 0.0]])      # no mass: never linked
+    assert al.extract_links(words, "confident", 0.5) == {(0, 0)}
+    assert al.extract_links(words, "confident", 0.4) == {(0, 0), (0, 1)}
+    assert al.extract_links(words, "confident", 0.4) == \
+        al.extract_links(words, "argmax") & al.extract_links(words, "threshold", 0.4)
+    with pytest.raises(UsageError, match="needs extraction.threshold"):
+        al.extract_links(words, "confident")

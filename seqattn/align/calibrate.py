@@ -56,10 +56,12 @@ BLEND_WEIGHTS = (0.2, 0.3, 0.4, 0.5)
 
 
 def candidate_extractions(given: Extraction | None) -> list[Extraction]:
-    """The extraction asked for, else argmax and each threshold of ``THRESHOLDS``."""
+    """The extraction asked for, else argmax, and each threshold of ``THRESHOLDS`` alone and as
+    the least weight of a confident argmax link."""
     if given is not None:
         return [given]
-    return [Extraction()] + [Extraction("threshold", t) for t in THRESHOLDS]
+    return [Extraction()] + [Extraction(m, t) for m in ("threshold", "confident")
+                             for t in THRESHOLDS]
 
 
 def gold_files(spec: str | Path) -> tuple[Path, Path, Path]:

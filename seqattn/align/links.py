@@ -38,13 +38,18 @@ def threshold_links(words: Tensor, threshold: float) -> list[Link]:
 def extract_links(words: Tensor, method: str = "argmax",
                   threshold: float | None = None) -> set[Link]:
     """Links from a (target words × source words) matrix: ``argmax`` (per target word its best
-    source word; rows without any weight get none), ``threshold`` (weight ≥ ``threshold``), or
-    ``both`` (their union)."""
+    source word; rows without any weight get none), ``threshold`` (weight ≥ ``threshold``),
+    ``both`` (their union), or ``confident`` (their intersection: a target word's best source
+    word, only if its weight reaches ``threshold``; a word the model is unsure of stays
+    unlinked, as people leave some words unaligned)."""
     Extraction(method, threshold)  # the one check of a method and its threshold
     links: set[Link] = set()
-    if method in ("argmax", "both") and words.numel():
+    if method in ("argmax", "both", "confident") and words.numel():
         has_mass = (words.max(dim=1).values > 0).tolist()
         links |= {(s, t) for s, t in argmax_links(words) if has_mass[t]}
+    if method == "confident":
+        assert threshold is not None  # checked above
+        return {(s, t) for s, t in links if float(words[t, s]) >= threshold}
     if method in ("threshold", "both"):
         assert threshold is not None  # checked above
         links |= set(threshold_links(words, float(threshold)))

@@ -21,6 +21,7 @@ class Method(str, Enum):
     argmax = "argmax"
     threshold = "threshold"
     both = "both"
+    confident = "confident"
 
 
 class Attention(str, Enum):

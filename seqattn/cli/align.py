@@ -80,8 +80,9 @@ def align(
         "--format", "-f", help="pharaoh (i-j, 0-based), jsonl, table or heatmap.")] = Format.pharaoh,
     method: Annotated[Method | None, typer.Option(
         "--method", show_default=False,
-        help="argmax (per target word its best source word), threshold, or both "
-             "\\[default: argmax; threshold if --threshold is given].")] = None,
+        help="argmax (per target word its best source word), threshold (every pair with "
+             "weight >= P), both (their union) or confident (a best source word only if its "
+             "weight >= P) \\[default: argmax; threshold if --threshold is given].")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", show_default=False,
         help="Link every word pair with weight >= P.")] = None,
