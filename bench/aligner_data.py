@@ -1,5 +1,5 @@
 """The training data of the shipped full-context aligner (``seqattn train-aligner``): the Multi30k
-training pairs twice, as given with the shipped eflomal links (``models/recipes/*.txt.gz``, raw
+training pairs twice, as given with the eflomal links of the recipes (``bench/links/*.txt.gz``, raw
 whitespace words) and Moses-tokenized with eflomal's links on those tokens (grow-diag-final-and of
 run 1 of ``bench/eflomal_halves.py``, which keeps the tokenized text and both directions' links in
 ``runs/eflomal-halves``), shuffled together (seed 1). Trained on the raw text alone the aligner
@@ -47,7 +47,7 @@ def main() -> None:
     tok_links = [" ".join(f"{b}-{a}" if flip else f"{a}-{b}"
                           for a, b in sorted(links, key=lambda x: (x[1], x[0]) if flip else x))
                  for links in gdfa]
-    raw_links = read_lines(ROOT / "models" / "recipes" /
+    raw_links = read_lines(ROOT / "bench" / "links" /
                            f"multi30k-train.{args.direction}.eflomal-gdfa.txt.gz", allow_empty=True)
     src = read_lines(DATA / f"train.{s}") + tok[s][:N_TRAIN]
     tgt = read_lines(DATA / f"train.{t}") + tok[t][:N_TRAIN]

@@ -489,5 +489,5 @@ def test_gzip_text_reads_like_plain_text_and_a_broken_one_is_one_line(tmp_path, 
     (tmp_path / "bad.gz").write_bytes(b"not gzip at all")
     with pytest.raises(DataError, match="not a valid gzip file"):
         read_lines(tmp_path / "bad.gz")
-    shipped = ROOT / "models" / "recipes" / "multi30k-train.en-de.eflomal-gdfa.txt.gz"
+    shipped = ROOT / "bench" / "links" / "multi30k-train.en-de.eflomal-gdfa.txt.gz"
     assert len(read_lines(shipped, allow_empty=True)) == 29000   # one line per training pair
