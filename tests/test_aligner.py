@@ -131,3 +131,15 @@ def test_train_aligner_refuses_a_shipped_model_and_an_rnn(corpus, tiny_model, tm
         assert run(["train-aligner", "-m", str(folder / "tiny"), "--save-to",
                     str(tmp_path / "x"), *args]) == 2
         assert "needs a Transformer" in capsys.readouterr().err
+
+
+def test_train_aligner_checks_line_counts_before_copying_anything(tiny_transformer, corpus,
+                                                                   tmp_path, capsys):
+    short = tmp_path / "short.links"
+    short.write_text("0-0\n", encoding="utf-8")
+    code = run(["train-aligner", "-m", str(tiny_transformer), "--src", str(corpus["src"]),
+                "--tgt", str(corpus["tgt"]), "--links", str(short), "--save-to",
+                str(tmp_path / "copy")])
+    err = capsys.readouterr().err
+    assert code == 2 and "one line per pair" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "copy").exists()

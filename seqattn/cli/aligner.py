@@ -59,8 +59,12 @@ def train_aligner(
     refuse_overwriting_inputs([("--save-to", target)],
                               [("--src", src), ("--tgt", tgt), ("--links", links)])
     dev = pick_device(device)
-    for path in (src, tgt, links):  # before anything is copied or loaded
-        count_lines(path)
+    counts = {path: count_lines(path) for path in (src, tgt, links)}  # before any copy
+    if len(set(counts.values())) > 1:
+        from seqattn.errors import DataError
+
+        shown = ", ".join(f"'{p}' {n}" for p, n in counts.items())
+        raise DataError(f"--src, --tgt and --links must have one line per pair; lines: {shown}")
     if target != source:
         copy_model(source, target)
     loaded = load_model_dir(target, device=str(dev))
