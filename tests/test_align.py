@@ -488,7 +488,8 @@ def test_calibration_picks_the_plain_view_and_stores_it(reverse_translator, tmp_
         "".join(" ".join(f"{s + 1}-{t + 1}" for s, t in sorted(m)) + "\n" for m in mirror),
         encoding="utf-8")
     rows, best = calibrate(reverse_translator, gold)
-    assert len(rows) == 2 * 4 and best.view == al.View(0, "mean", False, "sum")  # 4 extractions
+    # argmax, then threshold and confident at 0.3, 0.4, 0.5: 7 extractions
+    assert len(rows) == 2 * 7 and best.view == al.View(0, "mean", False, "sum")
     assert best.scores.aer <= 0.02
     meta = read_meta(reverse_translator.loaded.path)
     assert meta["alignment"]["shift"] is False and meta["step"] == 120
@@ -696,8 +697,8 @@ def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny
     plain = [r for r in rows if r.view.blend is None]
     blended = [r for r in rows if r.view.blend is not None]
     n_layers, _ = al.model_shape(tr)
-    assert len(plain) == 4 * len(candidate_views(tr))
-    assert len(blended) == 4 * n_layers * len(BLEND_WEIGHTS)
+    assert len(plain) == 7 * len(candidate_views(tr))                 # 7 extractions each
+    assert len(blended) == 7 * n_layers * len(BLEND_WEIGHTS)
     assert {r.view.blend.heads for r in blended} == {"mean"}
     best_plain = min(plain, key=lambda r: r.scores.aer)
     # every blend is the best plain view plus a second view
@@ -717,7 +718,7 @@ def test_calibrate_with_a_reverse_model_stores_the_best_symmetrization(tiny_tran
     seqattn = __import__("seqattn")
     tr, rev = seqattn.load(model), seqattn.load(tiny_transformer)
     rows, best = calibrate_sym(tr, rev, spec, store=False)
-    assert len(rows) == 4 * (len(HEURISTICS) + len(SOFT))
+    assert len(rows) == 7 * (len(HEURISTICS) + len(SOFT))
     assert best.scores.aer == min(r.scores.aer for r in rows)
     # each row's AER is that of align() run with the row's extraction
     gold = SMALL_GOLD
