@@ -143,3 +143,13 @@ def test_train_aligner_checks_line_counts_before_copying_anything(tiny_transform
     err = capsys.readouterr().err
     assert code == 2 and "one line per pair" in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "copy").exists()
+
+
+def test_the_forced_pass_of_translate_computes_no_gradients(aligned, recwarn):
+    from seqattn.align import align_translation
+
+    tr = seqattn.load(aligned)
+    (t,) = tr.translate(["A dog runs ."], beam=1)
+    found = align_translation(tr, t, t.hyps[0])
+    assert not found.words.requires_grad and found.links
+    assert not [w for w in recwarn if "requires_grad" in str(w.message)]

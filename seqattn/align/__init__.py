@@ -34,7 +34,8 @@ _PUBLIC = {
     "resolve_view": "settings", "resolve_extraction": "settings",
     "resolve_sym_extraction": "settings", "model_shape": "settings", "default_view": "settings",
     "PairAlignment": "force", "force_align": "force", "stream_force_align": "force",
-    "align": "force", "word_attention": "force",
+    "align": "force", "word_attention": "force", "align_translation": "force",
+    "forced_weights": "force", "HypAlignment": "force",
 }
 
 

@@ -175,6 +175,7 @@ def _forward(translator: Translator, batch: list[PairAlignment]) -> None:
         rec.weights = weights[b, :, :, : n_t + 1, : n_s + 1].clone()
 
 
+@torch.inference_mode()
 def forced_weights(translator: Translator, src: Tensor, src_pad: Tensor,
                    tgt_in: Tensor) -> Tensor:
     """Teacher-forced cross-attention of every decoder layer and head, on the CPU in float32;
