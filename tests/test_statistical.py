@@ -10,7 +10,7 @@ import pytest
 from seqattn.align.statistical import token_words
 from seqattn.cli import run
 from seqattn.config import config_from_dict
-from tests.conftest import SAMPLE
+from tests.test_train import _corpus
 
 HAVE_EFLOMAL = all(importlib.util.find_spec(m) for m in ("eflomal", "sacremoses"))
 
@@ -21,16 +21,10 @@ def test_token_words_maps_tokens_back_to_the_words_given():
     assert token_words("a &amp; b", ["a", "&", "b"]) is None       # the tokenizer changed it
 
 
-def _config(tmp_path, n: int = 200) -> list[str]:
-    for side in ("en", "de"):
-        lines = (SAMPLE / f"train.{side}").read_text(encoding="utf-8").splitlines()[:n]
-        (tmp_path / f"train.{side}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return [f"data.train_src={tmp_path / 'train.en'}", f"data.train_tgt={tmp_path / 'train.de'}",
-            f"data.valid_src={SAMPLE / 'valid.en'}", f"data.valid_tgt={SAMPLE / 'valid.de'}",
-            "data.vocab_size=300", "model.arch=transformer", "model.hidden_size=32",
-            "model.heads=4", "model.ff_size=64", "model.enc_layers=2", "model.dec_layers=2",
-            "training.max_steps=2", "training.valid_every=2", "training.batch_tokens=800",
-            "training.guided_alignment=eflomal"]
+def _config(tmp_path) -> list[str]:
+    """200 training pairs (tests.test_train's tiny corpus), a Transformer, links by eflomal."""
+    return [*_corpus(tmp_path, n_train=200), "model.arch=transformer", "training.max_steps=2",
+            "training.valid_every=2", "training.guided_alignment=eflomal"]
 
 
 def test_without_the_extra_the_error_says_how_to_install_it(tmp_path, monkeypatch, capsys):

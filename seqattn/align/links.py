@@ -70,6 +70,10 @@ class Extraction:
     threshold: float | None = None
     sym: str = "grow-diag-final"
 
+    def links_by(self) -> str:
+        """In words: ``argmax``, ``threshold 0.4``, ``confident 0.3``."""
+        return "argmax" if self.method == "argmax" else f"{self.method} {self.threshold}"
+
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise UsageError(f"extraction.method must be one of: {', '.join(METHODS)}; "

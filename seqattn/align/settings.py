@@ -43,8 +43,7 @@ class StoredSym:
 
     def describe(self) -> str:
         """In words: ``symmetrization mean, threshold 0.4``."""
-        links = "argmax" if self.method == "argmax" else f"{self.method} {self.threshold}"
-        return f"symmetrization {self.sym}, {links}"
+        return f"symmetrization {self.sym}, {Extraction(self.method, self.threshold).links_by()}"
 
 
 @dataclass(frozen=True)

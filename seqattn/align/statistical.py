@@ -37,7 +37,8 @@ def token_words(raw: str, tokens: Sequence[str]) -> list[int] | None:
     return out
 
 
-def _modules():  # noqa: ANN202
+def require_extra():  # noqa: ANN201
+    """eflomal and the Moses tokenizer, or a one-line UsageError naming the install command."""
     try:
         import eflomal
         from sacremoses import MosesTokenizer
@@ -54,7 +55,7 @@ def eflomal_links(src: Sequence[str], tgt: Sequence[str], src_lang: str = "en",
     if heuristic not in HEURISTICS:
         raise UsageError(f"unknown symmetrization '{heuristic}'; choose one of: "
                          f"{', '.join(HEURISTICS)}")
-    eflomal, moses = _modules()
+    eflomal, moses = require_extra()
     tok_s, tok_t = moses(src_lang), moses(tgt_lang)
     toks_src = [tok_s.tokenize(line, escape=False) for line in src]
     toks_tgt = [tok_t.tokenize(line, escape=False) for line in tgt]

@@ -41,13 +41,13 @@ def _calibrate_sym(translator: Any, reverse: Any, spec: str, extraction: Any, me
         ranked = sorted(rows, key=lambda r: r.scores.aer)
         for row in ranked[:SWEEP_ROWS_SHOWN]:
             s, ex = row.scores, row.extraction
-            table.add_row(ex.sym, _links_by(ex), f"{100 * s.aer:.1f}",
+            table.add_row(ex.sym, ex.links_by(), f"{100 * s.aer:.1f}",
                           f"{100 * s.precision:.1f}", f"{100 * s.recall:.1f}",
                           str(s.hyp_links), style="bold" if row is best else "")
         err_console().print(table)
     stored = store_sym(translator, reverse, best, save_to)
     _stored(f"stored the best symmetrization in {stored.directory}/seqattn.json: --sym "
-            f"{best.extraction.sym}, {_links_by(best.extraction)} (AER "
+            f"{best.extraction.sym}, {best.extraction.links_by()} (AER "
             f"{100 * best.scores.aer:.1f}%); align --reverse-model "
             f"{reverse.loaded.path.name} uses it by default")
 
@@ -57,10 +57,6 @@ def _stored(message: str) -> None:
     from rich.markup import escape
 
     err_console().print(escape(message), soft_wrap=True)
-
-
-def _links_by(ex: Any) -> str:
-    return "argmax" if ex.method == "argmax" else f"{ex.method} {ex.threshold}"
 
 
 def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
@@ -83,7 +79,7 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
             b = row.view.blend
             table.add_row(str(row.view.layer), row.view.heads, "yes" if row.view.shift else "no",
                           "–" if b is None else f"{b.layer}:{b.heads}:{b.weight:g}",
-                          _links_by(ex),
+                          ex.links_by(),
                           f"{100 * s.aer:.1f}", f"{100 * s.precision:.1f}",
                           f"{100 * s.recall:.1f}", str(s.hyp_links),
                           style="bold" if row is best else "")
@@ -95,7 +91,7 @@ def _calibrate(translator: Any, spec: str, extraction: Any, merge: str,
         f", blend {v.blend.layer}:{v.blend.heads}:{v.blend.weight:g}"
     stored = store_view(translator, best, save_to)
     _stored(f"stored the best setting in {stored.directory}/seqattn.json: layer {v.layer}, "
-            f"heads {v.heads}, shift {v.shift}{blended}, {_links_by(ex)} (AER "
+            f"heads {v.heads}, shift {v.shift}{blended}, {ex.links_by()} (AER "
             f"{100 * best.scores.aer:.1f}%)")
     for what in stored.dropped:
         if resweep_sym:

@@ -204,7 +204,10 @@ class TransformerSeq2Seq(nn.Module):
         d_model = tgt_embed.embedding_dim
         self.src_embed, self.tgt_embed = src_embed, tgt_embed
         self.encoder, self.decoder = encoder, decoder
-        self.n_heads = cast(DecoderLayer, decoder[0]).self_attn.n_heads
+        # typed views of the same layers, made once (the decoder's is walked at every step)
+        self._encoder_layers = cast(list[EncoderLayer], list(encoder))
+        self._decoder_layers = cast(list[DecoderLayer], list(decoder))
+        self.n_heads = self._decoder_layers[0].self_attn.n_heads
         self.generator = generator
         self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
@@ -224,10 +227,10 @@ class TransformerSeq2Seq(nn.Module):
         return len(self.encoder if kind == "encoder" else self.decoder), self.n_heads
 
     def encoder_layers(self) -> list[EncoderLayer]:
-        return cast(list[EncoderLayer], list(self.encoder))
+        return self._encoder_layers
 
     def decoder_layers(self) -> list[DecoderLayer]:
-        return cast(list[DecoderLayer], list(self.decoder))
+        return self._decoder_layers
 
     def _embed(self, tokens: Tensor, embed: nn.Embedding, offset: int = 0) -> Tensor:
         """Shapes: tokens (B, T) -> (B, T, D), positions offset .. offset + T - 1."""

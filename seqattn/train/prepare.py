@@ -83,12 +83,12 @@ def guided_links_file(cfg: Config, out: Path, pairs: list[tuple[str, str]], src:
     given = cfg.training.guided_alignment
     if not given or given != "eflomal":
         return Path(given) if given else None
-    from seqattn.align.statistical import _modules, eflomal_links
+    from seqattn.align.statistical import eflomal_links, require_extra
 
     path = out / GUIDED_LINKS
     if path.is_file():
         return path
-    _modules()  # the optional extra is there, before anything is computed
+    require_extra()  # before anything is computed
     langs = [f.suffix.lstrip(".") if re.fullmatch(r"\.[a-z]{2,3}", f.suffix) else "en"
              for f in (src, tgt)]
     log.info("guided alignment: running eflomal on %d training pairs (%s-%s)", len(pairs),
