@@ -112,8 +112,15 @@ class Segmented:
     word_of_piece: list[int]
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def segment(sp: object, text: str) -> Segmented:
-    """Encode ``text`` with a SentencePieceProcessor and map every piece to its word."""
+    """Encode ``text`` with a SentencePieceProcessor and map every piece to its word.
+
+    A lone surrogate (``"\\ud800"``: a Python string, never decoded UTF-8) is not text
+    sentencepiece can take; each becomes U+FFFD, one character for one, so offsets still hold."""
+    text = _LONE_SURROGATE.sub("\ufffd", text)
     spans = [m.span() for m in re.finditer(r"\S+", text)]
     words = [text[a:b] for a, b in spans]
     enc = sp.encode_as_offset_mapping(text)  # type: ignore[attr-defined]  # any processor

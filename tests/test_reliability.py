@@ -859,3 +859,11 @@ def test_batches_stay_within_budget_when_max_len_fits(lengths, budget, seed):
     assert sorted(i for b in batches for i in b) == list(range(len(lengths)))
     for b in batches:
         assert len(b) * max(max(src[i], tgt[i]) + 1 for i in b) <= budget
+
+
+def test_lone_surrogates_in_library_strings_are_replaced_not_fatal(translator):
+    """Found by the property test above in a fresh clone: '\\ud800' made sentencepiece raise."""
+    (rec,) = al.force_align(translator, [("\ud800 dog", "Hund \udfff")])
+    assert rec.src.words == ["\ufffd", "dog"] and rec.tgt.words == ["Hund", "\ufffd"]
+    (t,) = translator.translate(["a \ud800 b"], beam=1)
+    assert t.src.words == ["a", "\ufffd", "b"]
