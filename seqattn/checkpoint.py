@@ -205,7 +205,8 @@ def _load_aligner(model_dir: Path, meta: dict[str, Any], device: str) -> Any:
         raise CheckpointError(f"'{model_dir}' has {ALIGNER} but no 'aligner' in {META}")
     try:
         cfg = AlignerConfig(int(stored["d_model"]), int(stored["layers"]), int(stored["heads"]),
-                            int(stored["ff_size"]), float(stored.get("dropout", 0.0)))
+                            int(stored["ff_size"]), float(stored.get("dropout", 0.0)),
+                            int(stored["enc_dim"]) if "enc_dim" in stored else None)
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"'{model_dir}': unreadable 'aligner' in {META} ({e})") from None
     aligner = FullContextAligner(cfg)

@@ -52,5 +52,10 @@ def tiny_model(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_bahdanau(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("tiny-bahdanau"), "bahdanau")
+
+
+@pytest.fixture(scope="session")
 def tiny_transformer(tmp_path_factory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("tiny-transformer"), "transformer")

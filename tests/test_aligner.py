@@ -1,4 +1,4 @@
-"""The full-context aligner (issue 16): a layer trained on top of a frozen Transformer."""
+"""The full-context aligner (issue 16): a layer trained on top of a frozen Transformer or RNN."""
 
 from __future__ import annotations
 
@@ -118,19 +118,102 @@ def test_export_and_calibration_copies_keep_the_aligner(aligned, tmp_path, capsy
     assert next(exported.loaded.aligner.parameters()).dtype == torch.float32
 
 
-def test_train_aligner_refuses_a_shipped_model_and_an_rnn(corpus, tiny_model, tmp_path,
-                                                          monkeypatch, capsys):
+def test_train_aligner_refuses_a_shipped_model(corpus, tiny_transformer, tmp_path, monkeypatch,
+                                               capsys):
     folder = tmp_path / "shipped"
-    shutil.copytree(tiny_model, folder / "tiny")
+    shutil.copytree(tiny_transformer, folder / "tiny")
     monkeypatch.setenv("SEQATTN_MODELS", str(folder))
     args = ["--src", str(corpus["src"]), "--tgt", str(corpus["tgt"]), "--links",
             str(corpus["links"])]
     assert run(["train-aligner", "-m", "tiny", *args]) == 2
     assert "shipped model" in capsys.readouterr().err
-    if (folder / "tiny" / "config.yaml").read_text().count("arch: rnn"):
-        assert run(["train-aligner", "-m", str(folder / "tiny"), "--save-to",
-                    str(tmp_path / "x"), *args]) == 2
-        assert "needs a Transformer" in capsys.readouterr().err
+    assert not (folder / "tiny" / ALIGNER).exists()
+
+
+@pytest.mark.parametrize("kind,layers", [("bahdanau", 1), ("luong", 1), ("luong", 2)])
+def test_rnn_hidden_states_are_the_states_of_step_by_step_decoding(kind, layers):
+    """Each decoder layer's state after input t equals the state ``step`` reaches (Luong's top
+    layer: the attentional h~_t it feeds back), and the weights equal ``forward``'s."""
+    from seqattn.config import config_from_dict
+    from seqattn.models import build_model
+    from tests.conftest import TINY_MODELS
+
+    cfg = config_from_dict({}, [*TINY_MODELS[kind], f"model.dec_layers={layers}"])
+    torch.manual_seed(0)
+    model = build_model(cfg.model, 40, 40).eval()
+    src = torch.tensor([[10, 11, 12, 3], [13, 14, 3, 0]])
+    src_pad, tgt = src == 0, torch.tensor([[2, 20, 21], [2, 22, 0]])
+    weights: list[torch.Tensor] = []
+    enc, dec = model.hidden_states(src, src_pad, tgt, weights)
+    _, cross = model(src, src_pad, tgt, need_weights=True)
+    assert enc.shape == (2, 4, 48) and dec.shape == (2, layers, 3, 24)
+    assert torch.allclose(torch.stack(weights, dim=1), cross, atol=1e-6)
+    memory = model.encode(src, src_pad)
+    state = model.init_state(memory)
+    for t in range(3):
+        _, state, _ = model.step(tgt[:, t], state, memory)
+        top = state.hidden[:, -1] if kind == "bahdanau" else state.feed
+        assert torch.allclose(dec[:, -1, t], top, atol=1e-5)
+        for layer in range(layers - 1):
+            assert torch.allclose(dec[:, layer, t], state.hidden[:, layer], atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def rnn_aligned(tiny_model_bahdanau, corpus, tmp_path_factory) -> Path:
+    """The tiny Bahdanau model with an aligner, 24 epochs at lr 3e-3 (its random GRU states
+    say less about position than the Transformer's, so it learns the diagonal more slowly)."""
+    import seqattn.train.aligner as ta
+    from seqattn.checkpoint import load_model_dir
+
+    out = tmp_path_factory.mktemp("rnn-aligned") / "model"
+    ta.train_aligner(load_model_dir(tiny_model_bahdanau), corpus["src"], corpus["tgt"],
+                     corpus["links"], ta.AlignerTraining(epochs=24, lr=3e-3, batch_tokens=600),
+                     save_to=out)
+    return out
+
+
+def test_an_rnn_gets_an_aligner_read_as_its_second_layer(rnn_aligned, tiny_model_bahdanau,
+                                                          corpus):
+    """Bahdanau's encoder (2H = 48) is wider than its decoder (H = 24): the aligner's keys
+    project from 48; it reads as layer 1 after the model's one attention layer, learns the
+    diagonal links as the Transformer's does, and leaves the translations unchanged."""
+    meta = read_meta(rnn_aligned)
+    assert meta["aligner"]["d_model"] == 24 and meta["aligner"]["enc_dim"] == 48
+    assert meta["alignment"]["layer"] == 1
+    base, new = seqattn.load(tiny_model_bahdanau), seqattn.load(rnn_aligned)
+    lines = ["A dog runs in the park.", "Two men talk."]
+    assert [t.text for t in base.translate(lines)] == [t.text for t in new.translate(lines)]
+    src = corpus["src"].read_text(encoding="utf-8").splitlines()[:40]
+    tgt = corpus["tgt"].read_text(encoding="utf-8").splitlines()[:40]
+    share = []
+    for tr in (base, new):
+        links = [link for r in seqattn.force_align(tr, list(zip(src, tgt))) for link in r.links]
+        share.append(sum(s == t for s, t in links) / len(links))
+    assert share[1] > 0.12 and share[1] > 1.5 * share[0], share
+
+
+def test_warm_start_fine_tunes_the_current_aligner(aligned, corpus, tiny_transformer, tmp_path,
+                                                   capsys):
+    """--warm-start begins from the stored aligner (one epoch at a tiny learning rate stays
+    close to it) and counts the epochs on; a model without an aligner is refused in one line."""
+    import seqattn.train.aligner as ta
+    from seqattn.checkpoint import load_model_dir
+
+    copy = tmp_path / "copy"
+    shutil.copytree(aligned, copy)
+    before = {k: v.clone() for k, v in seqattn.load(copy).loaded.aligner.state_dict().items()}
+    ta.train_aligner(load_model_dir(copy), corpus["src"], corpus["tgt"], corpus["links"],
+                     ta.AlignerTraining(epochs=1, lr=1e-7, batch_tokens=600, warm_start=True))
+    after = seqattn.load(copy).loaded.aligner.state_dict()
+    assert all(torch.allclose(before[k], after[k], atol=1e-3) for k in before)
+    assert read_meta(copy)["aligner"]["epochs"] == 13
+    capsys.readouterr()
+    code = run(["train-aligner", "-m", str(tiny_transformer), "--src", str(corpus["src"]),
+                "--tgt", str(corpus["tgt"]), "--links", str(corpus["links"]), "--save-to",
+                str(tmp_path / "fresh"), "--warm-start"])
+    err = capsys.readouterr().err
+    assert code == 2 and "no aligner" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "fresh").exists()                   # refused before any copy
 
 
 def test_train_aligner_checks_line_counts_before_copying_anything(tiny_transformer, corpus,

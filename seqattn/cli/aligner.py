@@ -1,4 +1,4 @@
-"""``seqattn train-aligner``: a full-context aligner on top of a trained Transformer (see
+"""``seqattn train-aligner``: a full-context aligner on top of a trained model (see
 seqattn.models.aligner and seqattn.train.aligner)."""
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ A shipped model is never changed: --save-to writes a copy with the aligner.
 
 @app.command("train-aligner", epilog=EXAMPLES)
 def train_aligner(
-    model: Annotated[str, typer.Option("--model", "-m", help="A Transformer model directory or "
-                                       "shipped model name.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="A model directory or shipped "
+                                       "model name (Transformer or RNN).")],
     src: Annotated[Path, typer.Option("--src", help="Training sources, one per line.")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Training targets, line-aligned.")],
     links: Annotated[Path, typer.Option("--links", help="Pharaoh links of each pair.")],
@@ -41,10 +41,13 @@ def train_aligner(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Passes over the data.")] = 4,
     batch_tokens: Annotated[int, typer.Option("--batch-tokens", min=1,
                                               help="Padded tokens per batch.")] = 4096,
+    warm_start: Annotated[bool, typer.Option(
+        "--warm-start", help="Start from the model's current aligner (fine-tune it on new "
+                             "links) instead of fresh weights.")] = False,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
 ) -> None:
-    """Train a full-context alignment layer on top of a frozen Transformer."""
-    from seqattn.align.calibrate import copy_model, destination
+    """Train a full-context alignment layer on top of a frozen translation model."""
+    from seqattn.align.calibrate import destination
     from seqattn.checkpoint import load_model_dir
     from seqattn.cli.output import refuse_overwriting_inputs
     from seqattn.device import pick_device
@@ -65,14 +68,14 @@ def train_aligner(
 
         shown = ", ".join(f"'{p}' {n}" for p, n in counts.items())
         raise DataError(f"--src, --tgt and --links must have one line per pair; lines: {shown}")
-    if target != source:
-        copy_model(source, target)
-    loaded = load_model_dir(target, device=str(dev))
+    loaded = load_model_dir(source, device=str(dev))
     console = err_console()
     summary = run(loaded, src, tgt, links, AlignerTraining(epochs=epochs,
-                                                           batch_tokens=batch_tokens),
+                                                           batch_tokens=batch_tokens,
+                                                           warm_start=warm_start),
                   progress=lambda e, s, loss: console.print(f"epoch {e} step {s}: alignment "
-                                                            f"loss {loss:.4f}"))
+                                                            f"loss {loss:.4f}"),
+                  save_to=None if target == source else target)
     console.print(f"aligner trained in {summary['seconds']:.0f} s on {summary['pairs']} pairs "
                   f"(held-out loss {summary['best_valid_loss']:.4f}); stored in {target} as "
                   "its default alignment view")

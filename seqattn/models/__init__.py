@@ -71,10 +71,16 @@ class Seq2Seq(Protocol[MemoryT, StateT]):
         encode: src (B, S), src_pad (B, S) -> Memory
         init_state: Memory -> State (nothing decoded yet; the first step gets bos)
         step: prev_tokens (B,) long -> logits (B, V), State, weights (B, L, H, S)
+        hidden_states: src, src_pad, tgt_in as forward -> encoder output (B, S, De), every
+            decoder layer's output (B, Ld, T, D); with a list, forward's weights appended per
+            layer, each (B, H, T, S) (what the full-context aligner reads)
     """
 
     def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]: ...
+
+    def hidden_states(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
+                      weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor]: ...
 
     def encode(self, src: Tensor, src_pad: Tensor) -> MemoryT: ...
 

@@ -1,4 +1,4 @@
-"""A full-context alignment layer on top of a frozen translation Transformer (Garg et al. 2019,
+"""A full-context alignment layer on top of a frozen translation model (Garg et al. 2019,
 "Jointly Learning to Align and Translate with Transformer Models", §4.2-4.3).
 
 A translation decoder's cross-attention at target step t has seen only y_<t (causal masking): it
@@ -16,6 +16,10 @@ is in the input (the whole sentence is visible anyway). :meth:`FullContextAligne
 rows out as the decoder's attention is laid out (pieces y1..yn, then one row for end-of-sentence,
 here a copy of the bos position's row, which no link uses), so every view, blend and extraction of
 :mod:`seqattn.align` reads it as one more layer.
+
+The same layer sits on an RNN (Bahdanau, Luong): h^l_t is then decoder layer l's hidden state
+after reading input t (Luong's attentional h~_t for the top layer), and e_s the encoder's
+bidirectional annotation, whose width ``enc_dim`` differs from the decoder's.
 """
 
 from __future__ import annotations
@@ -31,23 +35,30 @@ from seqattn.attention import MultiHeadAttention, masked_softmax
 
 @dataclass(frozen=True)
 class AlignerConfig:
-    """The aligner's sizes: the frozen model's width ``d_model`` and decoder ``layers``
-    (inputs), and the aligner's own ``heads`` and ``ff_size``."""
+    """The aligner's sizes: the frozen model's decoder width ``d_model`` and decoder
+    ``layers`` and its encoder width ``enc_dim`` (inputs; ``None``: ``d_model``, as in a
+    Transformer; an RNN's bidirectional encoder is twice its decoder), and the aligner's own
+    ``heads`` and ``ff_size``. The aligner works at width ``d_model``."""
 
     d_model: int
     layers: int
     heads: int = 4
     ff_size: int = 512
     dropout: float = 0.1
+    enc_dim: int | None = None
 
     def as_dict(self) -> dict[str, int | float]:
-        return {"d_model": self.d_model, "layers": self.layers, "heads": self.heads,
-                "ff_size": self.ff_size, "dropout": self.dropout}
+        out: dict[str, int | float] = {"d_model": self.d_model, "layers": self.layers,
+                                       "heads": self.heads, "ff_size": self.ff_size,
+                                       "dropout": self.dropout}
+        if self.enc_dim is not None:
+            out["enc_dim"] = self.enc_dim
+        return out
 
 
 class FullContextAligner(nn.Module):
-    """See the module docstring. Shapes: dec (B, L, T, D), tgt_pad (B, T), enc (B, S, D),
-    src_pad (B, S) -> alignment (B, T, S)."""
+    """See the module docstring. Shapes: dec (B, L, T, D), tgt_pad (B, T), enc (B, S, De),
+    src_pad (B, S) -> alignment (B, T, S); De = ``enc_dim`` (default D)."""
 
     def __init__(self, cfg: AlignerConfig):
         super().__init__()
@@ -61,7 +72,7 @@ class FullContextAligner(nn.Module):
                                 nn.Linear(cfg.ff_size, D))
         self.norm_q = nn.LayerNorm(D)
         self.w_q = nn.Linear(D, D)
-        self.w_k = nn.Linear(D, D)
+        self.w_k = nn.Linear(cfg.enc_dim or D, D)
         self.dropout = nn.Dropout(cfg.dropout)
 
     def forward(self, dec: Tensor, tgt_pad: Tensor, enc: Tensor, src_pad: Tensor) -> Tensor:

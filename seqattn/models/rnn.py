@@ -222,15 +222,28 @@ class BahdanauDecoder(nn.Module):
             returns: logits (B, T, V), weights (B, T, S)
         """
         emb = self.dropout(self.embed(tgt_in))                      # (B, T, E)
+        states, c, weights = self._teacher(emb, memory)
+        return self._readout(states[:, -1], emb, c), weights        # (B, T, V), (B, T, S)
+
+    def _teacher(self, emb: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor, Tensor]:
+        """The recurrent loop under teacher forcing.
+
+        Shapes: emb (B, T, E) -> every layer's s_t (B, L, T, H), c_t (B, T, 2H), weights (B, T, S)
+        """
         hidden, cell = _unstack(self.init_state(memory))
         states, contexts, weights = [], [], []
         for emb_t in emb.unbind(1):                                 # (B, E) per step
             context, w, hidden, cell = self._advance(emb_t, hidden, cell, memory)
-            states.append(hidden[-1])
+            states.append(torch.stack(hidden, dim=1))               # (B, L, H)
             contexts.append(context)
             weights.append(w)
-        s, c = torch.stack(states, dim=1), torch.stack(contexts, dim=1)  # (B, T, H), (B, T, 2H)
-        return self._readout(s, emb, c), torch.stack(weights, dim=1)     # (B, T, V), (B, T, S)
+        return (torch.stack(states, dim=2), torch.stack(contexts, dim=1),
+                torch.stack(weights, dim=1))
+
+    def hidden_states(self, tgt_in: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
+        """Shapes: tgt_in (B, T) -> every layer's s_t (B, L, T, H), weights (B, T, S)."""
+        states, _, weights = self._teacher(self.dropout(self.embed(tgt_in)), memory)
+        return states, weights
 
     def step(self, prev_tokens: Tensor, state: RNNState,
              memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
@@ -301,24 +314,34 @@ class LuongDecoder(nn.Module):
             tgt_in: (B, T) long
             returns: logits (B, T, V), weights (B, T, S)
         """
+        states, w_all = self.hidden_states(tgt_in, memory)          # (B, L, T, H), (B, T, S)
+        return self.out(self.dropout(states[:, -1])), w_all         # (B, T, V), (B, T, S)
+
+    def hidden_states(self, tgt_in: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
+        """Teacher forcing: the lower layers' h_t and the top layer's attentional h~_t.
+
+        Shapes: tgt_in (B, T) -> (B, L, T, H), weights (B, T, S)
+        """
         emb = self.dropout(self.embed(tgt_in))                      # (B, T, E)
         state = self.init_state(memory)
         hidden, cell = _unstack(state)
-        feed, outputs, weights = state.feed, [], []
+        feed, outputs, lower, weights = state.feed, [], [], []
         for emb_t in emb.unbind(1):                                 # (B, E) per step
             if feed is None:
                 hidden, cell = self.rnn(emb_t, hidden, cell)
                 outputs.append(hidden[-1])                          # h_t, attention comes later
-                continue
-            feed, w, hidden, cell = self._advance(emb_t, hidden, cell, feed, memory)
-            outputs.append(feed)                                    # h~_t
-            weights.append(w)
+            else:
+                feed, w, hidden, cell = self._advance(emb_t, hidden, cell, feed, memory)
+                outputs.append(feed)                                # h~_t
+                weights.append(w)
+            lower.append(hidden[:-1])                               # L - 1 of (B, H)
         out = torch.stack(outputs, dim=1)                           # (B, T, H)
         if self.input_feeding:
             w_all = torch.stack(weights, dim=1)                     # (B, T, S)
         else:
             out, w_all = self._attend(out, memory)                  # (B, T, H), (B, T, S)
-        return self.out(self.dropout(out)), w_all                   # (B, T, V), (B, T, S)
+        below = [torch.stack(layer, dim=1) for layer in zip(*lower)]  # L - 1 of (B, T, H)
+        return torch.stack([*below, out], dim=1), w_all             # (B, L, T, H), (B, T, S)
 
     def step(self, prev_tokens: Tensor, state: RNNState,
              memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
@@ -365,6 +388,24 @@ class RNNSeq2Seq(nn.Module):
         """
         logits, state, weights = self.decoder.step(prev_tokens, state, memory)
         return logits, state, weights[:, None, None]                # (B, V), _, (B, 1, 1, S)
+
+    def hidden_states(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
+                      weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor]:
+        """Teacher-forced representations, as :meth:`Transformer.hidden_states` gives them: the
+        encoder's annotations and every decoder layer's state at each input step (for a model
+        built on top of this one). With a ``weights`` list the cross-attention (B, 1, T, S) is
+        appended to it.
+
+        Shapes:
+            src: (B, S) long; src_pad: (B, S) bool; tgt_in: (B, T) long (bos y1 .. yn)
+            returns: encoder (B, S, 2H), decoder (B, L, T, H)
+        """
+        outputs, final = self.encoder(src, src_pad)                 # (B, S, 2H), (B, 2H)
+        states, w = self.decoder.hidden_states(tgt_in,
+                                               self.decoder.make_memory(outputs, final, src_pad))
+        if weights is not None:
+            weights.append(w[:, None])                              # (B, 1, T, S)
+        return outputs, states                                      # (B, S, 2H), (B, L, T, H)
 
     def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
                 need_weights: bool = False) -> tuple[Tensor, Tensor | None]:

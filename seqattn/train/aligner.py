@@ -57,6 +57,8 @@ class AlignerTraining:
     ff_size: int = 512
     dropout: float = 0.1
     max_len: int = 100
+    #: start from the model's current aligner (fine-tuning on new links) instead of fresh weights
+    warm_start: bool = False
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_tokens", "valid_pairs", "heads", "ff_size", "max_len"):
@@ -67,16 +69,20 @@ class AlignerTraining:
 
 
 def train_aligner(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: str | Path,
-                  options: AlignerTraining | None = None,
-                  progress: Any = None) -> dict[str, Any]:
+                  options: AlignerTraining | None = None, progress: Any = None,
+                  save_to: Path | None = None) -> dict[str, Any]:
     """Train an aligner for ``loaded`` (frozen) on the line-aligned ``src``/``tgt`` files and
     the Pharaoh ``links`` of each pair (0-based whitespace words), store it in the model's
-    directory, and return a summary (losses per epoch, time). ``progress(epoch, step, loss)``
-    is called now and then."""
+    directory (or in ``save_to``, a new or empty directory that gets a copy of the model once
+    the inputs are read and checked), and return a summary (losses per epoch, time).
+    ``progress(epoch, step, loss)`` is called now and then."""
+    from seqattn.align.calibrate import copy_model
+
     opt = options or AlignerTraining()
     model = loaded.model
-    if model.attention_shape("encoder") is None:
-        raise ConfigError("a full-context aligner needs a Transformer translation model")
+    if opt.warm_start and loaded.aligner is None:
+        raise ConfigError(f"'{loaded.path}' has no aligner to start from (train one without "
+                          "--warm-start first)")
     for p in model.parameters():
         p.requires_grad_(False)
     model.eval()
@@ -86,10 +92,17 @@ def train_aligner(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: 
     train, valid = _split(corpus, opt.valid_pairs)
     dev = next(model.parameters()).device
     layers, _ = model.attention_shape()
-    d_model = model.tgt_embed.embedding_dim
-    cfg = AlignerConfig(d_model, layers, opt.heads, opt.ff_size, opt.dropout)
+    cfg = _sizes(model, train, dev, opt)
     torch.manual_seed(opt.seed)
     aligner = FullContextAligner(cfg).to(dev)
+    if opt.warm_start:
+        if loaded.aligner.cfg != replace(cfg, dropout=loaded.aligner.cfg.dropout):
+            raise ConfigError(f"the aligner of '{loaded.path}' has other sizes "
+                              f"({loaded.aligner.cfg}) than asked ({cfg})")
+        aligner.load_state_dict(loaded.aligner.state_dict())
+    out = loaded.path if save_to is None else Path(save_to)
+    if out != loaded.path:
+        copy_model(loaded.path, out)
     adam = torch.optim.Adam(aligner.parameters(), lr=opt.lr, betas=(0.9, 0.98))
     best, history, started, step = math.inf, [], time.time(), 0
     lens = ([len(s) for s in train.src], [len(t) for t in train.tgt])
@@ -115,21 +128,34 @@ def train_aligner(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: 
         log.info("aligner epoch %d: held-out alignment loss %.4f", epoch, held_out)
         if held_out < best:
             best = held_out
-            save_weights(aligner, loaded.path / ALIGNER)
-    meta = read_meta(loaded.path)
-    meta["aligner"] = {**cfg.as_dict(), "valid_loss": round(best, 6), "epochs": opt.epochs}
+            save_weights(aligner, out / ALIGNER)
+    meta = read_meta(out)
+    before = meta.get("aligner", {}).get("epochs", 0) if opt.warm_start else 0
+    meta["aligner"] = {**cfg.as_dict(), "valid_loss": round(best, 6),
+                       "epochs": before + opt.epochs}
     # the aligner becomes the default view: one layer past the decoder's, read plainly; the
     # settings calibrated for another view (extraction, blend, symmetrization) no longer apply
     old = AlignmentSettings.from_dict(meta.get("alignment"))
     meta["alignment"] = replace(old, layer=layers, heads="mean", shift=False, blend=None,
                                 method=None, threshold=None, aer=None, sym=None).as_dict()
-    write_meta(loaded.path, meta)
-    loaded.meta.update(aligner=meta["aligner"], alignment=meta["alignment"])
-    loaded.aligner = FullContextAligner(cfg)
-    load_weights(loaded.aligner, loaded.path / ALIGNER, device="cpu")
-    loaded.aligner.to(dev).eval()
+    write_meta(out, meta)
+    if out == loaded.path:  # the loaded model now has the aligner
+        loaded.meta.update(aligner=meta["aligner"], alignment=meta["alignment"])
+        loaded.aligner = FullContextAligner(cfg)
+        load_weights(loaded.aligner, out / ALIGNER, device="cpu")
+        loaded.aligner.to(dev).eval()
     return {"history": history, "best_valid_loss": best,
             "seconds": round(time.time() - started, 1), "pairs": len(train)}
+
+
+@torch.no_grad()
+def _sizes(model: Any, corpus: Corpus, dev: torch.device, opt: AlignerTraining) -> AlignerConfig:
+    """The aligner's input sizes, read off the model's representations of one pair."""
+    batch = next(iter(iterate_batches(corpus, [[0]]))).to(dev)
+    enc, dec = model.hidden_states(batch.src, batch.src_pad, batch.tgt_in)  # (1,S,De), (1,L,T,D)
+    d_model, enc_dim = dec.size(-1), enc.size(-1)
+    return AlignerConfig(d_model, dec.size(1), opt.heads, opt.ff_size, opt.dropout,
+                         None if enc_dim == d_model else enc_dim)
 
 
 def _split(corpus: Corpus, n_valid: int) -> tuple[Corpus, Corpus]:
