@@ -4,8 +4,16 @@ Input policies (the CLI states them too):
 
 * an empty or whitespace-only line translates to an empty line (nothing is decoded), and so
   does a line the tokenizer reduces to nothing (only control or zero-width characters);
-* a line longer than the model can take is cut to ``max_source_pieces`` pieces, with a warning
-  naming the line; it still gets exactly one output line;
+* a line of several sentences is translated sentence by sentence (``split_sentences``, on by
+  default) and the translations joined with a space: still one output line, whose source and
+  target words, links and attention run over the whole line (block by block), whose score is
+  the sum of the sentences' log-probabilities, and whose k-th hypothesis joins each sentence's
+  k-th (its last, where a sentence has fewer);
+* an ALL-CAPS sentence is translated in sentence case and its translation written in capitals
+  (``fold_caps``, on by default; :mod:`seqattn.sentences`);
+* a sentence longer than the model can take is cut to ``max_source_pieces`` pieces, and one
+  longer than any the model was trained on gets a warning naming the line; either way the line
+  still gets exactly one output line;
 * invalid UTF-8 (CLI input) is replaced by U+FFFD, with a warning naming the line.
 """
 
@@ -27,6 +35,7 @@ from seqattn.data import bucket_batches, pad_sources
 from seqattn.decode import beam_search
 from seqattn.device import pick_device
 from seqattn.errors import CheckpointError, UsageError
+from seqattn.sentences import fold_caps, restore_caps, split_sentences
 from seqattn.vocab import EOS, Segmented, group_pieces, segment, truncate
 
 log = logging.getLogger(__name__)
@@ -35,9 +44,15 @@ PRECISIONS = ("fp32", "bf16", "fp16")  # weights stay fp32; bf16/fp16 run matmul
 
 
 def models_dir() -> Path:
-    """Where shipped models live: ``$SEQATTN_MODELS``, else ``models/`` beside the package."""
+    """Where shipped models live: ``$SEQATTN_MODELS``; else, installed from a wheel, the copy it
+    carries (``seqattn/shipped/``, made by setup.py); else ``models/`` beside the package (a
+    checkout or an editable install)."""
     env = os.environ.get("SEQATTN_MODELS")
-    return Path(env) if env else Path(__file__).resolve().parent.parent / "models"
+    if env:
+        return Path(env)
+    package = Path(__file__).resolve().parent
+    bundled = package / "shipped"
+    return bundled if bundled.is_dir() else package.parent / "models"
 
 
 def resolve_model(name: str | Path | None) -> Path:
@@ -76,6 +91,8 @@ class Batching:
     batch_tokens: int = 4096
     batch_size: int | None = None
     attention: bool = True   # keep each hypothesis's attention (for alignments)
+    split_sentences: bool = True   # translate a line sentence by sentence
+    fold_caps: bool = True   # ALL-CAPS sentences in sentence case, the output in capitals
 
 
 @dataclass
@@ -86,9 +103,12 @@ class Hyp:
     pieces: list[str]
     words: list[str]
     word_of_piece: list[int]
-    score: float                  # length-normalised log-probability (GNMT penalty)
-    log_prob: float
+    score: float                  # length-normalised log-probability (GNMT penalty); for a
+    log_prob: float               # line of several sentences, the sum of their log_probs
     weights: Tensor | None        # (L, H, T, S): target pieces (+eos) × source pieces (+eos)
+    #: a line of several sentences: each sentence and its hypothesis (their attention is read
+    #: sentence by sentence and joined block by block); None for one sentence
+    parts: list[tuple[Translation, Hyp]] | None = None
 
 
 @dataclass
@@ -100,6 +120,8 @@ class Translation:
     src: Segmented | None
     hyps: list[Hyp] = field(default_factory=list)
     truncated: bool = False
+    caps: bool = False            # translated case-folded, the output given capitals
+    sentences: int = 1            # how many sentences the line was translated as
 
     @property
     def text(self) -> str:
@@ -129,6 +151,8 @@ class Translator:
         check_precision(precision, self.device)
         self.precision = precision
         self.max_source_pieces: int = self.model.max_source_len
+        self.trained_pieces: int = self.cfg.data.max_len  # no longer training pair was used
+        self.language = source_language(self.cfg.data.train_src)
 
     def translate(self, lines: Sequence[str], **options: Any) -> list[Translation]:
         """Translate ``lines``; see :meth:`stream` for the options."""
@@ -139,18 +163,20 @@ class Translator:
                max_len_b: int | None = None, min_len: int | None = None,
                max_len: int | None = None, batch_tokens: int = 4096,
                batch_size: int | None = None, chunk: int = 256,
-               attention: bool = True) -> Iterator[Translation]:
+               attention: bool = True, split_sentences: bool = True,
+               fold_caps: bool = True) -> Iterator[Translation]:
         """Translate an iterable of lines lazily, ``chunk`` lines at a time, in input order.
 
         Within a chunk, sentences are sorted by length and batched by ``batch_tokens`` source
         tokens, or by ``batch_size`` sentences when given. ``max_len`` fixes the output limit
         (otherwise ``max_len_a`` · source length + ``max_len_b``); ``min_len`` forbids
-        end-of-sentence before that many pieces.
+        end-of-sentence before that many pieces. ``split_sentences`` and ``fold_caps``: see
+        the module docstring.
         """
         search = self.cfg.decoding.override(  # checked there, once
             beam_size=beam, n_best=n_best, length_penalty=alpha, max_len_a=max_len_a,
             max_len_b=max_len_b, min_len=min_len, max_len=max_len)
-        opts = Batching(batch_tokens, batch_size, attention)
+        opts = Batching(batch_tokens, batch_size, attention, split_sentences, fold_caps)
         if batch_size is not None:
             chunk = max(chunk, 4 * batch_size)
         buffer: list[tuple[int, str]] = []
@@ -164,9 +190,9 @@ class Translator:
 
     def _chunk(self, items: list[tuple[int, str]], search: DecodeConfig,
                opts: Batching) -> list[Translation]:
-        out = [self._segment(i, line) for i, line in items]
-        todo = [k for k, tr in enumerate(out) if tr.src is not None]
-        lens = [len(out[k].segmented.ids) + 1 for k in todo]
+        lines = [self._sentences(i, line, opts) for i, line in items]
+        todo = [tr for parts in lines for tr in parts if tr.src is not None]
+        lens = [len(tr.segmented.ids) + 1 for tr in todo]
         if opts.batch_size:
             order = sorted(range(len(todo)), key=lambda j: lens[j])
             size = opts.batch_size
@@ -174,22 +200,40 @@ class Translator:
         else:
             batches = bucket_batches(lens, lens, opts.batch_tokens, seed=None)
         for batch in batches:
-            self._decode([out[todo[j]] for j in batch], search, opts.attention)
-        return out
+            self._decode([todo[j] for j in batch], search, opts.attention)
+        return [parts[0] if len(parts) == 1 else join_sentences(i, line, parts)
+                for (i, line), parts in zip(items, lines)]
 
-    def _segment(self, i: int, line: str) -> Translation:
+    def _sentences(self, i: int, line: str, opts: Batching) -> list[Translation]:
+        """The line as the Translation(s) to decode: one per sentence."""
         if not line.strip():
-            return Translation(i, line, None)
-        seg = segment(self.src_vocab.sp, line)
+            return [Translation(i, line, None)]
+        texts = split_sentences(line, self.language) if opts.split_sentences else []
+        if len(texts) < 2:  # one sentence: the line as given
+            texts = [line]
+        return [self._segment(i, text, opts.fold_caps) for text in texts]
+
+    def _segment(self, i: int, text: str, caps: bool) -> Translation:
+        if not text.strip():
+            return Translation(i, text, None)
+        folded = fold_caps(text) if caps else None
+        seg = segment(self.src_vocab.sp, folded.text if folded is not None else text)
         if not seg.ids:  # e.g. only zero-width or control characters: nothing to translate
-            return Translation(i, line, None)
+            return Translation(i, text, None)
+        if folded is not None and folded.caps:  # the words shown are the ones given
+            seg = Segmented(segment_words(text), seg.pieces, seg.ids, seg.word_of_piece)
         truncated = len(seg.ids) > self.max_source_pieces
         if truncated:
-            log.warning("line %d has %d pieces, more than this model takes (%d); translating "
-                        "its first %d pieces", i + 1, len(seg.ids), self.max_source_pieces,
-                        self.max_source_pieces)
+            log.warning("line %d has a sentence of %d pieces, more than this model takes "
+                        "(%d); translating its first %d pieces", i + 1, len(seg.ids),
+                        self.max_source_pieces, self.max_source_pieces)
             seg = truncate(seg, self.max_source_pieces)
-        return Translation(i, line, seg, truncated=truncated)
+        elif len(seg.ids) > self.trained_pieces:
+            log.warning("line %d has a sentence of %d pieces, longer than any this model was "
+                        "trained on (%d): expect a poor translation", i + 1, len(seg.ids),
+                        self.trained_pieces)
+        return Translation(i, text, seg, truncated=truncated,
+                           caps=folded is not None and folded.caps)
 
     def _decode(self, batch: list[Translation], search: DecodeConfig, attention: bool) -> None:
         src, src_pad = pad_sources([tr.segmented.ids for tr in batch])
@@ -206,7 +250,7 @@ class Translator:
                                   n_best=search.n_best, min_len=search.min_len,
                                   alpha=search.length_penalty, keep_weights=attention)
         for tr, hyps, n in zip(batch, results, src_len.tolist()):
-            tr.hyps = [self._hyp(h, n) for h in hyps]
+            tr.hyps = [self._hyp(h, n, tr.caps) for h in hyps]
 
     def autocast(self) -> Any:
         """The mixed-precision context of ``precision`` (bf16: matrix products in bfloat16,
@@ -217,13 +261,63 @@ class Translator:
         dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
-    def _hyp(self, h: Any, src_len: int) -> Hyp:
+    def _hyp(self, h: Any, src_len: int, caps: bool) -> Hyp:
         ids = h.tokens[:-1] if h.tokens and h.tokens[-1] == EOS else h.tokens
         pieces = self.tgt_vocab.id_to_piece(ids)
         words, word_of_piece = group_pieces(pieces)
         weights = None if h.weights is None else h.weights[..., :src_len].float().cpu()
-        return Hyp(self.tgt_vocab.decode(ids), pieces, words, word_of_piece, h.score,
-                   h.log_prob, weights)
+        text = self.tgt_vocab.decode(ids)
+        if caps:
+            text, words = restore_caps(text), [restore_caps(w) for w in words]
+        return Hyp(text, pieces, words, word_of_piece, h.score, h.log_prob, weights)
+
+
+def segment_words(text: str) -> list[str]:
+    """Whitespace words, as :func:`seqattn.vocab.segment` cuts them."""
+    import re
+
+    return re.findall(r"\S+", text)
+
+
+def join_sentences(i: int, line: str, parts: list[Translation]) -> Translation:
+    """One line's Translation from its sentences' (see the module docstring): words and pieces
+    concatenated, texts joined with a space, log-probabilities summed."""
+    done = [p for p in parts if p.src is not None and p.hyps]
+    if not done:
+        return Translation(i, line, None, truncated=any(p.truncated for p in parts))
+    src_words: list[str] = []
+    src_pieces: list[str] = []
+    src_ids: list[int] = []
+    src_word_of_piece: list[int] = []
+    for p in done:
+        s = p.segmented
+        src_word_of_piece += [len(src_words) + w for w in s.word_of_piece]
+        src_words += s.words
+        src_pieces += s.pieces
+        src_ids += s.ids
+    src = Segmented(src_words, src_pieces, src_ids, src_word_of_piece)
+    hyps = []
+    for k in range(max(len(p.hyps) for p in done)):
+        chosen = [(p, p.hyps[min(k, len(p.hyps) - 1)]) for p in done]
+        words: list[str] = []
+        pieces: list[str] = []
+        word_of_piece: list[int] = []
+        for _, h in chosen:
+            word_of_piece += [len(words) + w for w in h.word_of_piece]
+            words += h.words
+            pieces += h.pieces
+        log_prob = sum(h.log_prob for _, h in chosen)
+        hyps.append(Hyp(" ".join(h.text for _, h in chosen if h.text), pieces, words,
+                        word_of_piece, log_prob, log_prob, None, parts=chosen))
+    return Translation(i, line, src, hyps, truncated=any(p.truncated for p in parts),
+                       caps=any(p.caps for p in done), sentences=len(done))
+
+
+def source_language(train_src: str | None) -> str:
+    """The source language's code from the training file's suffix (``train.en`` -> ``en``),
+    for the sentence splitter's abbreviations; ``en`` when it says none."""
+    suffix = Path(train_src or "").suffix.lstrip(".").lower()
+    return suffix if suffix.isalpha() and 2 <= len(suffix) <= 3 else "en"
 
 
 def check_precision(precision: str, device: torch.device) -> None:

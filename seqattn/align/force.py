@@ -251,6 +251,16 @@ def align_translation(translator: Translator, tr: Translation, hyp: Hyp,
     return HypAlignment(words, eos, extract_links(words, ex.method, ex.threshold))
 
 
+def join_blocks(blocks: list[tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+    """Sentences' (target words × source words) attention and eos mass, as one line's: the
+    blocks on the diagonal, zero elsewhere (a word of one sentence attends only to its own).
+
+    Shapes: [(Tk, Sk), (Tk,)] -> (sum Tk, sum Sk), (sum Tk,)
+    """
+    words = torch.block_diag(*(w for w, _ in blocks))                 # (T, S)
+    return words, torch.cat([e for _, e in blocks])                   # (T, S), (T,)
+
+
 def word_attention(translator: Translator, tr: Translation, hyp: Hyp,
                    view: View | None = None) -> tuple[Tensor, Tensor]:
     """A translation's (target words × source words) attention and each target word's eos
@@ -259,9 +269,11 @@ def word_attention(translator: Translator, tr: Translation, hyp: Hyp,
     Row k of the beam's attention is the step that chose piece k; with shift-att piece k reads
     row k + 1, the step where it was the input.
     """
+    view = resolve_view(translator) if view is None else view
+    if hyp.parts is not None:  # a line of several sentences: each read alone, then joined
+        return join_blocks([word_attention(translator, t, h, view) for t, h in hyp.parts])
     if hyp.weights is None or tr.src is None:
         raise UsageError("no attention was kept for this translation")
-    view = resolve_view(translator) if view is None else view
     weights = hyp.weights  # (L, H, Tp + 1, S), the last row the eos step (forced at the limit)
     beyond = max(view.layer, view.blend.layer if view.blend is not None else 0)
     if beyond >= weights.size(0):  # the full-context aligner: one forced pass over the output

@@ -32,8 +32,12 @@ EXAMPLES = """
 
 [bold]Policies[/bold]: one output line per input line, in order; an empty line gives an empty
 line; invalid UTF-8 is replaced by U+FFFD and a line longer than the model takes is cut, each
-with a warning on stderr naming the line. --n-best K > 1 writes the K hypotheses of a line on
-that line, tab-separated (text) or as extra columns (tsv) or a list (jsonl).
+with a warning on stderr naming the line. A line of several sentences is translated sentence by
+sentence and joined (--no-split: as one); its jsonl words, links and attention run over the
+whole line, its score is the sum of the sentences' log-probabilities, and its k-th hypothesis
+joins each sentence's k-th. An ALL-CAPS sentence is translated in sentence case and written in
+capitals (--no-caps: as given). --n-best K > 1 writes the K hypotheses of a line on that line,
+tab-separated (text) or as extra columns (tsv) or a list (jsonl).
 """
 
 
@@ -111,6 +115,12 @@ def translate(
                                       "view (e.g. 2:mean:0.4), or none \\[default: the "
                                       "model's view].")
     ] = None,
+    split: Annotated[bool, typer.Option(
+        "--split/--no-split", help="Translate a line of several sentences sentence by "
+                                   "sentence (one output line still).")] = True,
+    caps: Annotated[bool, typer.Option(
+        "--caps/--no-caps", help="Translate an ALL-CAPS sentence in sentence case and write "
+                                 "its translation in capitals.")] = True,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     precision: Annotated[str, typer.Option(
         "--precision", help="fp32; bf16 runs the matrix products in bfloat16 (about twice "
@@ -151,7 +161,8 @@ def translate(
     results = translator.stream(lines, beam=beam, n_best=n_best, alpha=alpha,
                                 min_len=min_len, max_len=max_len, batch_size=batch_size,
                                 batch_tokens=batch_tokens, attention=need_attention,
-                                chunk=max(1, min(256, batch_tokens // 16)))
+                                chunk=max(1, min(256, batch_tokens // 16)),
+                                split_sentences=split, fold_caps=caps)
     for tr in results:  # flushed line by line: a long file shows results as it goes
         emit(_record(translator, tr, fmt, attention, view), flush=True)
         if table_console is not None and tr.hyps:
