@@ -7,7 +7,8 @@ source words) matrix of the chosen view and each target word's end-of-sentence m
 * **omission** — a source word whose total attention, summed over all target words, is below
   ``OMISSION_MASS`` (0.2): almost nothing was translated from it;
 * **repetition** — a run of ``n >= 1`` target words immediately followed by the same ``n``
-  words (case-insensitive), as in "a dog a dog" or "the the": a looping decoder;
+  words (case and surrounding punctuation ignored), as in "a dog a dog" or "Hund Hund.": a
+  looping decoder;
 * **flat** — a target word whose attention row, renormalised without eos, has a normalised
   entropy ``H(row) / log2(n_src)`` of at least ``FLAT_ENTROPY`` (0.9; only with 3 or more
   source words): it attends to nothing in particular (possible hallucination);
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:  # torch-free at import time: the CLI help quotes the thresholds
     from torch import Tensor
 
+_PUNCT = ".,;:!?\"'()[]«»„“”‚‘’-–—…"
 OMISSION_MASS = 0.2
 FLAT_ENTROPY = 0.9
 FLAT_MIN_SOURCE = 3
@@ -77,7 +79,7 @@ def tandem_repeats(tgt_words: Sequence[str]) -> list[tuple[int, int, int]]:
     """``(start, end, n)`` for each loop: words ``start..end-1`` repeat a period of ``n`` words
     at least twice ("a dog a dog a dog": ``(0, 6, 2)``). Shortest period first; a loop is
     followed to its end, and the search goes on after it."""
-    low = [w.lower() for w in tgt_words]
+    low = [w.lower().strip(_PUNCT) or w for w in tgt_words]
     found: list[tuple[int, int, int]] = []
     start = 0
     while start < len(low):

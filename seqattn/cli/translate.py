@@ -86,6 +86,12 @@ def translate(
                                  help="At most this many pieces \\[default: a·source+b from "
                                  "the model's decoding config].")
     ] = None,
+    max_output_len: Annotated[
+        int | None, typer.Option("--max-output-len", show_default=False,
+                                 help="Never more than this many pieces, however long the "
+                                 "source (a cap on a·source+b and --max-len) \\[default: the "
+                                 "model's decoding.max_output_len, 256].")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text, tsv or jsonl.")] = Format.text,
     align: Annotated[
         bool, typer.Option("--align", help="Show each sentence's alignment table (stdout on a "
@@ -93,6 +99,12 @@ def translate(
     ] = False,
     attention: Annotated[
         bool, typer.Option("--attention", help="jsonl: add the soft word attention matrix.")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Evidence card of each translation, as align "
+                           "--check: possible omissions, repetitions, flat rows, eos mass (a "
+                           "jsonl field, a flags column in the table, else a warning on stderr "
+                           "naming the line).")
     ] = False,
     layer: Annotated[
         int | None, typer.Option("--layer", show_default=False,
@@ -149,7 +161,7 @@ def translate(
 
     blend_view = STORED if blend is None else Blend.parse(blend)
     translator = load(model, device=device, precision=precision)
-    need_attention = align or fmt is Format.jsonl
+    need_attention = align or check or fmt is Format.jsonl
     view = None
     if need_attention or any(x is not None for x in (layer, heads, shift_att, blend)):
         view = resolve_view(translator, layer, heads, shift_att, blend=blend_view)
@@ -159,14 +171,18 @@ def translate(
         table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
             else err_console()
     results = translator.stream(lines, beam=beam, n_best=n_best, alpha=alpha,
-                                min_len=min_len, max_len=max_len, batch_size=batch_size,
+                                min_len=min_len, max_len=max_len,
+                                max_output_len=max_output_len, batch_size=batch_size,
                                 batch_tokens=batch_tokens, attention=need_attention,
                                 chunk=max(1, min(256, batch_tokens // 16)),
                                 split_sentences=split, fold_caps=caps)
     for tr in results:  # flushed line by line: a long file shows results as it goes
-        emit(_record(translator, tr, fmt, attention, view), flush=True)
+        card = _card(translator, tr, view) if check and tr.hyps else None
+        emit(_record(translator, tr, fmt, attention, view, card), flush=True)
+        if card is not None and fmt is not Format.jsonl and not card.clean:
+            log.warning("line %d: %s", tr.id + 1, _summary(card, tr))
         if table_console is not None and tr.hyps:
-            table_console.print(_table(translator, tr, view))
+            table_console.print(_table(translator, tr, view, card))
 
 
 def _read(source: str) -> Iterator[str]:
@@ -176,7 +192,32 @@ def _read(source: str) -> Iterator[str]:
     return stream_lines(open_input(source), source)
 
 
-def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any) -> str:
+def _card(translator: Any, tr: Any, view: Any) -> Any:
+    """The evidence card of the best hypothesis (:mod:`seqattn.align.checks`)."""
+    from seqattn.align.checks import evidence
+    from seqattn.align.force import word_attention
+
+    words, eos = word_attention(translator, tr, tr.hyps[0], view)
+    return evidence(words, eos, tr.hyps[0].words)
+
+
+def _summary(card: Any, tr: Any) -> str:
+    """One line naming what the card flags."""
+    said = []
+    if card.omitted:
+        said.append("possible omission of " + ", ".join(repr(tr.src.words[i])
+                                                        for i in card.omitted))
+    if card.repeated:
+        said.append("repetition of " + ", ".join(
+            repr(" ".join(tr.hyps[0].words[s: s + n])) for s, _, n in card.repeated))
+    for name, found in (("flat attention", card.flat), ("end-of-sentence mass", card.eos)):
+        if found:
+            said.append(f"{name} on " + ", ".join(repr(tr.hyps[0].words[j]) for j in found))
+    return "; ".join(said)
+
+
+def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any,
+            card: Any = None) -> str:
     if fmt is Format.text:
         return "\t".join(h.text for h in tr.hyps)
     if fmt is Format.tsv:
@@ -184,7 +225,10 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any) -
         for h in tr.hyps or [None]:
             cols += [h.text, f"{h.score:.4f}"] if h is not None else ["", ""]
         return "\t".join(cols)
-    return json.dumps(_json(translator, tr, attention, view), ensure_ascii=False)
+    obj = _json(translator, tr, attention, view)
+    if card is not None:
+        obj["checks"] = card.as_dict(tr.src.words, tr.hyps[0].words)
+    return json.dumps(obj, ensure_ascii=False)
 
 
 def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any]:
@@ -220,7 +264,7 @@ def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any
     return obj
 
 
-def _table(translator: Any, tr: Any, view: Any) -> Any:
+def _table(translator: Any, tr: Any, view: Any, card: Any = None) -> Any:
     from rich.table import Table
 
     from seqattn.align.force import word_attention
@@ -241,6 +285,8 @@ def _table(translator: Any, tr: Any, view: Any) -> Any:
     if view.blend is not None:
         b = view.blend
         where += f", blended {b.weight:g} with layer {b.layer}, heads {b.heads}"
+    if card is not None and card.omitted:
+        where += "; possibly omitted: " + ", ".join(tr.src.words[i] for i in card.omitted)
     table = Table(title=f"{tr.source}\n→ {hyp.text}", title_justify="left",
                   caption=f"{what}{where}",
                   caption_justify="left", header_style="bold")
@@ -248,11 +294,14 @@ def _table(translator: Any, tr: Any, view: Any) -> Any:
                           ("weight", "right"), ("runner-up", "left"), ("entropy", "right"),
                           ("eos", "right")):
         table.add_column(name, justify=justify)  # type: ignore[arg-type]  # rich's Literal
+    if card is not None:
+        table.add_column("flags", style="yellow")
     src_words = tr.src.words
     for j, row in enumerate(words.tolist()):
         order = sorted(range(len(row)), key=lambda i: -row[i])
         top = order[0]
         second = f"{src_words[order[1]]} {row[order[1]]:.2f}" if len(order) > 1 else ""
+        flags = [", ".join(card.target_flags(j))] if card is not None else []
         table.add_row(str(j), hyp.words[j], src_words[top], f"{row[top]:.2f}", second,
-                      f"{entropy(row):.2f}", f"{eos[j]:.2f}")
+                      f"{entropy(row):.2f}", f"{eos[j]:.2f}", *flags)
     return table
