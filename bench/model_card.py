@@ -14,6 +14,24 @@ from pathlib import Path
 
 import yaml
 
+# The same for every shipped model. Sources: `license` in pyproject.toml; the Multi30k
+# repository's README, section "Use of the data" (it has no licence file).
+LICENCES = [
+    "## Licences", "",
+    "- **The weights** (and the sentencepiece model, config and metadata beside them): MIT, the "
+    "licence of seqattn (`license` in `pyproject.toml`); trained by the seqattn developers.",
+    "- **The training data**, Multi30k task 1 (Elliott et al. 2016, "
+    "<https://github.com/multi30k/dataset>), has no licence file and names no licence. Its "
+    "README, under \"Use of the data\", says that Multi30K is partially derived from Flickr30K "
+    "(Young et al. 2014), whose images come from Flickr and must be used under the Flickr Terms "
+    "of Use, that its authors do not own the images' copyright, and: \"They are solely provided "
+    "for researchers and educators who wish to use the dataset for non-commercial research "
+    "and/or educational purposes.\" These models were trained on the text only (the English "
+    "Flickr30K captions and their German translations), never on the images; the README does "
+    "not say whether its terms reach models trained on the data, so check them before any "
+    "commercial use.", "",
+]
+
 
 def _training(run: Path, up_to: int) -> dict[str, float]:
     """Training figures of the run up to step ``up_to`` (the shipped weights' last step)."""
@@ -135,7 +153,7 @@ def main() -> None:
               f"seqattn evaluate -m {args.model} --src ../shared/data/multi30k/test_2016_flickr."
               f"{src} -r ../shared/data/multi30k/test_2016_flickr.{tgt}",
               f".venv/bin/pip install sacremoses && .venv/bin/python bench/score_models.py "
-              f"{args.model}:{src}-{tgt}", "```", ""]
+              f"{args.model}:{src}-{tgt}", "```", ""] + LICENCES
     (args.model / "README.md").write_text("\n".join(lines), encoding="utf-8")
     print((args.model / "README.md").read_text())
 

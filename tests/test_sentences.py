@@ -60,7 +60,8 @@ def test_fold_and_restore_caps():
     assert fold_caps("A DOG RUNS.").text == "A dog runs." and fold_caps("A DOG RUNS.").caps
     assert fold_caps("\"TWO DOGS\"").text == "\"Two dogs\""
     assert fold_caps("A dog runs.").text == "A dog runs." and not fold_caps("A dog runs.").caps
-    assert restore_caps("Zwei Hunde laufen über die Straße.") == "ZWEI HUNDE LAUFEN ÜBER DIE STRASSE."
+    shout = "ZWEI HUNDE LAUFEN ÜBER DIE STRASSE."
+    assert restore_caps("Zwei Hunde laufen über die Straße.") == shout
 
 
 def test_a_line_of_four_sentences_is_four_translations_joined(en_de):
