@@ -2,6 +2,7 @@
 
     python bench/fuzz_lines.py                  # 10,000 lines, seed 0, a tiny random Transformer
     python bench/fuzz_lines.py --lines 2000 --seed 3
+    python bench/fuzz_lines.py --lines 300 --seed 0 --model en-de   # a real model, timed
 
 The longer run of ``tests/test_reliability.py``'s line-safety tests. A seeded mix of empty,
 whitespace-only, control-character, right-to-left, emoji, invalid-UTF-8, CRLF-ended, plain and
@@ -12,6 +13,12 @@ with a tiny random-weight model (``tests.conftest.make_model_dir``):
   line for every blank input line, one warning per invalid-UTF-8 line;
 * ``align SRC TGT`` (TGT: the same lines, shuffled): exit 0, exactly N Pharaoh lines, an empty
   one for every pair with a blank side, every link inside both sentences' word counts.
+
+``--model NAME`` (a shipped model or a model directory) runs ``translate -m NAME -i SRC``
+instead, with the model's default options (for ``en-de``: beam 5, 1.5 · source + 10 pieces, at
+most ``decoding.max_output_len``), and the same translate checks; its ``seconds`` are the wall
+time of that one process, start-up included (issue 17: 300 lines, seed 0, through ``en-de``
+within 20 s on 2 cores). No align run, no tiny model.
 
 Prints one JSON summary on stdout and exits 1 if any check failed.
 """
@@ -124,9 +131,12 @@ def seqattn(args: list[str]) -> tuple[subprocess.CompletedProcess, float]:
     return proc, time.perf_counter() - began
 
 
-def check_translate(model: Path, src: Path, lines: list[bytes], problems: list[str]) -> dict:
-    proc, seconds = seqattn(["translate", "-m", str(model), "--beam", "1", "--max-len", "8",
-                             "-i", str(src)])
+TINY_OPTIONS = ("--beam", "1", "--max-len", "8")
+
+
+def check_translate(model: Path | str, src: Path, lines: list[bytes], problems: list[str],
+                    options: tuple[str, ...] = TINY_OPTIONS) -> dict:
+    proc, seconds = seqattn(["translate", "-m", str(model), *options, "-i", str(src)])
     err = proc.stderr.decode(errors="replace")
     if proc.returncode != 0:
         problems.append(f"translate: exit {proc.returncode}: {err.strip()[-300:]}")
@@ -145,8 +155,10 @@ def check_translate(model: Path, src: Path, lines: list[bytes], problems: list[s
     if "error" in flat.lower():
         problems.append(f"translate: stderr mentions an error: {flat[-300:]}")
     return {"exit": proc.returncode, "seconds": round(seconds, 1), "lines_out": len(out) - 1,
-            "invalid_utf8_warnings": warned_invalid,
-            "cut_warnings": len(re.findall(r"line \d+ has \d+ pieces", flat))}
+            "options": list(options), "invalid_utf8_warnings": warned_invalid,
+            "cut_warnings": len(re.findall(r"line \d+ has (?:a sentence of )?\d+ pieces, more",
+                                           flat)),
+            "longest_output_chars": max((len(decoded(x)) for x in out), default=0)}
 
 
 def check_align(model: Path, src: Path, tgt: Path, src_lines: list[bytes],
@@ -186,15 +198,21 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--arch", default="transformer",
                         choices=["transformer", "bahdanau", "luong"])
+    parser.add_argument("--model", metavar="NAME", default=None,
+                        help="Translate with this model (shipped name or directory) and its "
+                             "default options (no align run, no tiny model).")
     parser.add_argument("--keep", action="store_true", help="Keep the work directory.")
     args = parser.parse_args()
 
-    from tests.conftest import make_model_dir
-
     work = Path(tempfile.mkdtemp(prefix="seqattn-fuzz-"))
     began = time.perf_counter()
-    model = make_model_dir(work / "model", args.arch, seed=args.seed)
     lines, categories, blob = generate(args.lines, args.seed)
+    if args.model is not None:
+        return with_model(args, work, lines, categories, blob)
+
+    from tests.conftest import make_model_dir
+
+    model = make_model_dir(work / "model", args.arch, seed=args.seed)
     src, tgt = work / "src.txt", work / "tgt.txt"
     src.write_bytes(blob)
     order = list(range(len(lines)))
@@ -216,8 +234,33 @@ def main() -> int:
         "omp_num_threads": THREADS["OMP_NUM_THREADS"],
         "problems": problems[:20], "result": "ok" if not problems else "FAILED",
     }
+    return report(summary, problems, work, args.keep)
+
+
+def with_model(args: argparse.Namespace, work: Path, lines: list[bytes], categories: list[str],
+               blob: bytes) -> int:
+    """``--model NAME``: the lines through ``translate -m NAME`` with its default options."""
+    src = work / "src.txt"
+    src.write_bytes(blob)
+    problems: list[str] = []
+    translate = check_translate(args.model, src, lines, problems, options=())
+    summary = {
+        "lines": len(lines), "seed": args.seed, "model": args.model,
+        "categories": dict(sorted(Counter(categories).items())),
+        "blank_lines": sum(map(is_blank, lines)),
+        "invalid_utf8_lines": sum(not is_utf8(line) for line in lines),
+        "translate": translate, "seconds": translate["seconds"],
+        "omp_num_threads": THREADS["OMP_NUM_THREADS"], "cpus": os.cpu_count(),
+        "load_average": [round(x, 2) for x in os.getloadavg()],
+        "problems": problems[:20], "result": "ok" if not problems else "FAILED",
+    }
+    return report(summary, problems, work, args.keep)
+
+
+def report(summary: dict, problems: list[str], work: Path, keep: bool) -> int:
+    """Print the JSON summary, tidy up, and return the exit code."""
     print(json.dumps(summary, indent=2, ensure_ascii=False))
-    if args.keep:
+    if keep:
         print(f"work directory kept: {work}", file=sys.stderr)
     else:
         import shutil

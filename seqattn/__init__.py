@@ -15,6 +15,7 @@ _LAZY = {
     "train": ("seqattn.train", "train"),
     "force_align": ("seqattn.align.force", "force_align"),
     "align": ("seqattn.align.force", "align"),
+    "copy_numbers": ("seqattn.align.numbers", "copy_numbers"),
     "load_config": ("seqattn.config", "load_config"),
     "Config": ("seqattn.config", "Config"),
 }
@@ -33,6 +34,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "Config",
     "Translator",
+    "copy_numbers",
     "force_align",
     "load",
     "load_config",

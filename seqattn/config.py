@@ -157,6 +157,13 @@ class DecodeConfig:
     max_len_b: int = _num(10, lo=0)
     min_len: int = _num(0, lo=0)
     max_len: int | None = _num(None, lo=1, doc="a fixed output limit instead of a · source + b")
+    # The absolute cap, whatever the source: a 1,023-piece garbage line would otherwise allow
+    # 1.5 · 1023 + 10 pieces (clamped to the model's 1,023 positions), about 10 s of beam search
+    # on 2 cores for an output nobody wants. 256 is CTranslate2's max_decoding_length; no
+    # Multi30k training sentence has more than 55 pieces (the shipped models' sentencepiece),
+    # so their a·S+b reaches it only for sources of 164+ pieces, far beyond their training.
+    max_output_len: int = _num(256, lo=1, doc="no output has more pieces (before "
+                               "end-of-sentence), whatever a · source + b gives")
 
     def __post_init__(self) -> None:
         _check_ranges(self, "decoding")
@@ -168,6 +175,22 @@ class DecodeConfig:
         if self.max_len is not None and self.min_len > self.max_len:
             raise ConfigError(f"decoding.min_len ({self.min_len}) cannot exceed "
                               f"decoding.max_len ({self.max_len})")
+        for name in ("max_len", "min_len"):  # a fixed length above the cap is a contradiction
+            value = getattr(self, name)
+            if value is not None and value > self.max_output_len:
+                raise ConfigError(f"decoding.{name} ({value}) cannot exceed "
+                                  f"decoding.max_output_len ({self.max_output_len}), the cap "
+                                  "on every output's length; raise the cap as well")
+
+    def output_limit(self, src_len: Any) -> Any:
+        """The most pieces each output may have before end-of-sentence: ``max_len`` if set,
+        else ``max_len_a`` · ``src_len`` + ``max_len_b`` (at least 1), never above
+        ``max_output_len``. ``src_len``: a (B,) long tensor of source lengths (eos included);
+        returns a (B,) long tensor (this module does not import torch)."""
+        if self.max_len is not None:
+            return src_len.new_full(src_len.shape, self.max_len)
+        limit = (self.max_len_a * src_len.float() + self.max_len_b).long()   # float32, as ever
+        return limit.clamp(min=1, max=self.max_output_len)
 
     def override(self, **given: Any) -> DecodeConfig:
         """These settings with the ``given`` ones that are not None, checked here like the

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass
 
 _WORDLIKE = re.compile(r"\w")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def split_sentences(line: str, language: str = "en") -> list[str]:
@@ -31,7 +32,9 @@ def split_sentences(line: str, language: str = "en") -> list[str]:
     import sentencex
 
     parts: list[str] = []
-    for piece in sentencex.segment(language, line):
+    # a lone surrogate (a Python string, never decoded UTF-8) cannot reach sentencex's Rust;
+    # it becomes U+FFFD, as seqattn.vocab.segment makes it anyway
+    for piece in sentencex.segment(language, _LONE_SURROGATE.sub("\ufffd", line)):
         if parts and (not _WORDLIKE.search(piece) or not _WORDLIKE.search(parts[-1])
                       or not (parts[-1][-1:].isspace() or piece[:1].isspace())):
             parts[-1] += piece  # not a boundary between words, or nothing to translate alone

@@ -109,6 +109,9 @@ class Hyp:
     #: a line of several sentences: each sentence and its hypothesis (their attention is read
     #: sentence by sentence and joined block by block); None for one sentence
     parts: list[tuple[Translation, Hyp]] | None = None
+    #: (source word, target word) pairs where a source number was copied into the text
+    #: (:func:`seqattn.align.numbers.copy_numbers`); the pieces and scores stay the model's
+    copied: list[tuple[int, int]] = field(default_factory=list)
 
 
 @dataclass
@@ -161,7 +164,8 @@ class Translator:
     def stream(self, lines: Iterable[str], beam: int | None = None, n_best: int = 1,
                alpha: float | None = None, max_len_a: float | None = None,
                max_len_b: int | None = None, min_len: int | None = None,
-               max_len: int | None = None, batch_tokens: int = 4096,
+               max_len: int | None = None, max_output_len: int | None = None,
+               batch_tokens: int = 4096,
                batch_size: int | None = None, chunk: int = 256,
                attention: bool = True, split_sentences: bool = True,
                fold_caps: bool = True) -> Iterator[Translation]:
@@ -169,13 +173,15 @@ class Translator:
 
         Within a chunk, sentences are sorted by length and batched by ``batch_tokens`` source
         tokens, or by ``batch_size`` sentences when given. ``max_len`` fixes the output limit
-        (otherwise ``max_len_a`` · source length + ``max_len_b``); ``min_len`` forbids
+        (otherwise ``max_len_a`` · source length + ``max_len_b``, never above
+        ``max_output_len``: :meth:`DecodeConfig.output_limit`); ``min_len`` forbids
         end-of-sentence before that many pieces. ``split_sentences`` and ``fold_caps``: see
         the module docstring.
         """
         search = self.cfg.decoding.override(  # checked there, once
             beam_size=beam, n_best=n_best, length_penalty=alpha, max_len_a=max_len_a,
-            max_len_b=max_len_b, min_len=min_len, max_len=max_len)
+            max_len_b=max_len_b, min_len=min_len, max_len=max_len,
+            max_output_len=max_output_len)
         opts = Batching(batch_tokens, batch_size, attention, split_sentences, fold_caps)
         if batch_size is not None:
             chunk = max(chunk, 4 * batch_size)
@@ -238,10 +244,7 @@ class Translator:
     def _decode(self, batch: list[Translation], search: DecodeConfig, attention: bool) -> None:
         src, src_pad = pad_sources([tr.segmented.ids for tr in batch])
         src_len = (~src_pad).sum(dim=1)                                            # (B,)
-        if search.max_len is not None:
-            max_len = torch.full_like(src_len, search.max_len)
-        else:
-            max_len = (search.max_len_a * src_len.float() + search.max_len_b).long().clamp(min=1)
+        max_len = search.output_limit(src_len)             # (B,) never above max_output_len
         if self.model.max_target_len is not None:
             max_len = max_len.clamp(max=self.model.max_target_len)
         with self.autocast():

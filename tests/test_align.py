@@ -488,8 +488,8 @@ def test_calibration_picks_the_plain_view_and_stores_it(reverse_translator, tmp_
         "".join(" ".join(f"{s + 1}-{t + 1}" for s, t in sorted(m)) + "\n" for m in mirror),
         encoding="utf-8")
     rows, best = calibrate(reverse_translator, gold)
-    # argmax, then threshold and confident at 0.3, 0.4, 0.5: 7 extractions
-    assert len(rows) == 2 * 7 and best.view == al.View(0, "mean", False, "sum")
+    # argmax, then threshold, confident and bidir at 0.3, 0.4, 0.5: 10 extractions
+    assert len(rows) == 2 * 10 and best.view == al.View(0, "mean", False, "sum")
     assert best.scores.aer <= 0.02
     meta = read_meta(reverse_translator.loaded.path)
     assert meta["alignment"]["shift"] is False and meta["step"] == 120
@@ -697,8 +697,8 @@ def test_calibration_blends_the_best_view_only_when_that_is_strictly_better(tiny
     plain = [r for r in rows if r.view.blend is None]
     blended = [r for r in rows if r.view.blend is not None]
     n_layers, _ = al.model_shape(tr)
-    assert len(plain) == 7 * len(candidate_views(tr))                 # 7 extractions each
-    assert len(blended) == 7 * n_layers * len(BLEND_WEIGHTS)
+    assert len(plain) == 10 * len(candidate_views(tr))                # 10 extractions each
+    assert len(blended) == 10 * n_layers * len(BLEND_WEIGHTS)
     assert {r.view.blend.heads for r in blended} == {"mean"}
     best_plain = min(plain, key=lambda r: r.scores.aer)
     # every blend is the best plain view plus a second view
@@ -718,7 +718,7 @@ def test_calibrate_with_a_reverse_model_stores_the_best_symmetrization(tiny_tran
     seqattn = __import__("seqattn")
     tr, rev = seqattn.load(model), seqattn.load(tiny_transformer)
     rows, best = calibrate_sym(tr, rev, spec, store=False)
-    assert len(rows) == 7 * (len(HEURISTICS) + len(SOFT))
+    assert len(rows) == 10 * (len(HEURISTICS) + len(SOFT))
     assert best.scores.aer == min(r.scores.aer for r in rows)
     # each row's AER is that of align() run with the row's extraction
     gold = SMALL_GOLD
@@ -916,3 +916,18 @@ def test_confident_links_are_the_argmax_links_that_reach_the_threshold():
         al.extract_links(words, "argmax") & al.extract_links(words, "threshold", 0.4)
     with pytest.raises(UsageError, match="needs extraction.threshold"):
         al.extract_links(words, "confident")
+
+
+def test_bidir_reads_the_matrix_over_rows_and_columns():
+    """Worked by hand: a source word every target word glances at (column 1) keeps only the
+    link whose share of that column is large; column normalisation computed independently."""
+    words = torch.tensor([[0.7, 0.3, 0.0],
+                          [0.0, 0.3, 0.7],
+                          [0.1, 0.8, 0.1]])
+    both = al.both_norms(words)
+    # column sums 0.8, 1.4, 0.8 -> row 0: (0.7 + 0.875) / 2, (0.3 + 0.3/1.4) / 2, 0
+    assert torch.allclose(both[0], torch.tensor([0.7875, (0.3 + 0.3 / 1.4) / 2, 0.0]))
+    assert al.extract_links(words, "bidir", 0.5) == {(0, 0), (2, 1), (1, 2)}
+    assert al.extract_links(words, "threshold", 0.3) == {(0, 0), (1, 0), (1, 1), (2, 1), (1, 2)}
+    with pytest.raises(UsageError):
+        al.Extraction("bidir", None)

@@ -312,8 +312,10 @@ def test_a_file_name_given_as_text_gets_a_one_line_warning(tiny_transformer, tmp
     proc = _sub(["translate", "-m", tiny_transformer, notes], env={"COLUMNS": "80"})
     assert proc.returncode == 0
     assert len(proc.stdout.decode().splitlines()) == 1
-    warnings = [line for line in proc.stderr.decode().splitlines() if line.strip()]
-    assert len(warnings) == 1, warnings                 # one record, one line: never wrapped
+    lines = [line for line in proc.stderr.decode().splitlines() if line.strip()]
+    assert all(line.startswith("warning: ") for line in lines), lines  # never wrapped
+    warnings = [line for line in lines if "is a file" in line]
+    assert len(warnings) == 1, warnings                 # one record, one line
     (line,) = warnings
     assert line.startswith("warning: ") and line == line.rstrip()
     assert f"'{notes}' is a file" in line and f"use -i {notes}" in line

@@ -27,7 +27,7 @@ _PUBLIC = {
     "word_weights": "words", "entropy": "words", "MERGES": "words",
     "Blend": "views", "View": "views", "head_rows": "views", "view_rows": "views",
     "check_layer_heads": "views", "default_layer": "views",
-    "Extraction": "links", "METHODS": "links", "extract_links": "links",
+    "Extraction": "links", "METHODS": "links", "extract_links": "links", "both_norms": "links",
     "argmax_links": "links", "threshold_links": "links", "pharaoh": "links",
     "both_ways": "links",
     "AlignmentSettings": "settings", "StoredSym": "settings", "STORED": "settings",

@@ -56,11 +56,11 @@ BLEND_WEIGHTS = (0.2, 0.3, 0.4, 0.5)
 
 
 def candidate_extractions(given: Extraction | None) -> list[Extraction]:
-    """The extraction asked for, else argmax, and each threshold of ``THRESHOLDS`` alone and as
-    the least weight of a confident argmax link."""
+    """The extraction asked for, else argmax, and each threshold of ``THRESHOLDS`` alone, as
+    the least weight of a confident argmax link, and on the matrix read both ways (bidir)."""
     if given is not None:
         return [given]
-    return [Extraction()] + [Extraction(m, t) for m in ("threshold", "confident")
+    return [Extraction()] + [Extraction(m, t) for m in ("threshold", "confident", "bidir")
                              for t in THRESHOLDS]
 
 

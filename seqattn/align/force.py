@@ -272,11 +272,12 @@ def word_attention(translator: Translator, tr: Translation, hyp: Hyp,
     view = resolve_view(translator) if view is None else view
     if hyp.parts is not None:  # a line of several sentences: each read alone, then joined
         return join_blocks([word_attention(translator, t, h, view) for t, h in hyp.parts])
-    if hyp.weights is None or tr.src is None:
-        raise UsageError("no attention was kept for this translation")
+    if tr.src is None:
+        raise UsageError(f"line {tr.id + 1} is empty: it has no attention")
     weights = hyp.weights  # (L, H, Tp + 1, S), the last row the eos step (forced at the limit)
     beyond = max(view.layer, view.blend.layer if view.blend is not None else 0)
-    if beyond >= weights.size(0):  # the full-context aligner: one forced pass over the output
+    if weights is None or beyond >= weights.size(0):
+        # no beam attention kept, or the full-context aligner: one forced pass over the output
         ids = [translator.tgt_vocab.sp.piece_to_id(p) for p in hyp.pieces]
         src, src_pad = pad_sources([tr.src.ids])
         tgt_in = torch.tensor([[BOS, *ids]], dtype=torch.long)

@@ -35,14 +35,31 @@ def threshold_links(words: Tensor, threshold: float) -> list[Link]:
     return sorted(zip(s_idx.tolist(), t_idx.tolist()))
 
 
+def both_norms(words: Tensor) -> Tensor:
+    """The mean of a (target words × source words) matrix and its column-normalised copy: how
+    much target word t looks at source word s, and what share of all the attention s receives
+    comes from t. One direction's matrix read both ways, as SimAlign (Jalili Sabet et al.
+    2020) normalises a similarity matrix over rows and over columns; a source word that every
+    target word glances at (an article, "is") no longer links to the ones that only glance.
+
+    Shapes: (T, S) -> (T, S)
+    """
+    columns = words / words.sum(dim=0, keepdim=True).clamp_min(1e-9)    # (T, S), columns sum 1
+    return (words + columns) / 2
+
+
 def extract_links(words: Tensor, method: str = "argmax",
                   threshold: float | None = None) -> set[Link]:
     """Links from a (target words × source words) matrix: ``argmax`` (per target word its best
     source word; rows without any weight get none), ``threshold`` (weight ≥ ``threshold``),
-    ``both`` (their union), or ``confident`` (their intersection: a target word's best source
+    ``both`` (their union), ``confident`` (their intersection: a target word's best source
     word, only if its weight reaches ``threshold``; a word the model is unsure of stays
-    unlinked, as people leave some words unaligned)."""
+    unlinked, as people leave some words unaligned), or ``bidir`` (``threshold`` on
+    :func:`both_norms`: the matrix read over rows and over columns)."""
     Extraction(method, threshold)  # the one check of a method and its threshold
+    if method == "bidir":
+        assert threshold is not None  # checked above
+        return set(threshold_links(both_norms(words), float(threshold)))
     links: set[Link] = set()
     if method in ("argmax", "both", "confident") and words.numel():
         has_mass = (words.max(dim=1).values > 0).tolist()

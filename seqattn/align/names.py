@@ -22,6 +22,7 @@ class Method(str, Enum):
     threshold = "threshold"
     both = "both"
     confident = "confident"
+    bidir = "bidir"
 
 
 class Attention(str, Enum):

@@ -81,8 +81,10 @@ def align(
     method: Annotated[Method | None, typer.Option(
         "--method", show_default=False,
         help="argmax (per target word its best source word), threshold (every pair with "
-             "weight >= P), both (their union) or confident (a best source word only if its "
-             "weight >= P) \\[default: argmax; threshold if --threshold is given].")] = None,
+             "weight >= P), both (their union), confident (a best source word only if its "
+             "weight >= P) or bidir (threshold P on the mean of the weights and their "
+             "column-normalised copy) \\[default: argmax; threshold if --threshold is "
+             "given].")] = None,
     threshold: Annotated[float | None, typer.Option(
         "--threshold", show_default=False,
         help="Link every word pair with weight >= P.")] = None,

@@ -33,7 +33,7 @@ app = typer.Typer(
 #: (``SeqattnError.params``) is shown with the flag the user typed.
 FLAGS = {"decoding.beam_size": "--beam", "decoding.n_best": "--n-best",
          "decoding.length_penalty": "--alpha", "decoding.min_len": "--min-len",
-         "decoding.max_len": "--max-len",
+         "decoding.max_len": "--max-len", "decoding.max_output_len": "--max-output-len",
          "view.layer": "--layer", "view.heads": "--heads", "view.blend": "--blend",
          "view.merge": "--merge", "view.attention": "--attention",
          "extraction.method": "--method", "extraction.threshold": "--threshold",

@@ -99,6 +99,10 @@ SrcOpt = Annotated[str | None, typer.Option(
 BeamOpt = Annotated[int | None, typer.Option(
     "--beam", "-b", min=1, rich_help_panel="Model mode", show_default=False,
     help="Beam size in model mode \\[default: the model's].")]
+MaxOutputLenOpt = Annotated[int | None, typer.Option(
+    "--max-output-len", rich_help_panel="Model mode", show_default=False,
+    help="Never more than this many pieces per translation in model mode \\[default: the "
+         "model's decoding.max_output_len, 256].")]
 SaveHypOpt = Annotated[str | None, typer.Option(
     "--save-hyp", rich_help_panel="Model mode", show_default=False,
     help="Keep the model's translations in this file.")]
@@ -116,6 +120,7 @@ def evaluate(
     align: AlignOpt = None, gold: GoldOpt = None, gold_one_indexed: OneIndexedOpt = False,
     reverse: ReverseOpt = False, model: ModelOpt = None, src: SrcOpt = None,
     beam: BeamOpt = None, save_hyp: SaveHypOpt = None,
+    max_output_len: MaxOutputLenOpt = None,
 ) -> None:
     """Score translations with sacreBLEU (BLEU, chrF, TER), or word alignments with AER.
 
@@ -151,17 +156,19 @@ def evaluate(
             raise UsageError("model mode needs all of -m MODEL, --src SRC and -r REF")
         if sets is not None:
             raise UsageError("model mode scores one source file; it does not take --sets")
-        _evaluate_model(model, src, beam, save_hyp, hyps or [], refs, metrics, lowercase,
-                        tokenize, sentence, fmt_name,
+        _evaluate_model(model, src, (beam, max_output_len), save_hyp, hyps or [], refs,
+                        metrics, lowercase, tokenize, sentence, fmt_name,
                         (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
         return
-    if beam is not None or save_hyp is not None:
-        raise UsageError("--beam and --save-hyp belong to model mode (-m MODEL --src SRC)")
+    if beam is not None or save_hyp is not None or max_output_len is not None:
+        raise UsageError("--beam, --max-output-len and --save-hyp belong to model mode "
+                         "(-m MODEL --src SRC)")
     _evaluate_translations(hyps or [], refs or [], sets, metrics, lowercase, tokenize, sentence,
                            fmt_name, (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
 
 
-def _evaluate_model(model: str, src: str, beam: int | None, save_hyp: str | None,
+def _evaluate_model(model: str, src: str, search: tuple[int | None, int | None],
+                    save_hyp: str | None,
                     hyps: list[str], refs: list[str], metrics: list[str] | None,
                     lowercase: bool, tokenize: str | None, sentence: bool, fmt: str,
                     paired: tuple[str | None, str, int, int, int]) -> None:
@@ -187,7 +194,9 @@ def _evaluate_model(model: str, src: str, beam: int | None, save_hyp: str | None
     name = _system_name(model, [*hyps, *([baseline] if baseline else [])])
     tune_cpu()
     translator = load(model)
-    out = [tr.text for tr in translator.stream(lines, beam=beam, attention=False)]
+    beam, max_output_len = search
+    out = [tr.text for tr in translator.stream(lines, beam=beam, max_output_len=max_output_len,
+                                               attention=False)]
     if save_hyp is not None:
         with atomic_open(Path(save_hyp)) as f:
             f.writelines(line + "\n" for line in out)

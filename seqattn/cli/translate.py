@@ -89,8 +89,8 @@ def translate(
     max_output_len: Annotated[
         int | None, typer.Option("--max-output-len", show_default=False,
                                  help="Never more than this many pieces, however long the "
-                                 "source (a cap on a·source+b and --max-len) \\[default: the "
-                                 "model's decoding.max_output_len, 256].")
+                                 "source: a·source+b is cut to it, --max-len may not exceed it "
+                                 "\\[default: the model's decoding.max_output_len, 256].")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text, tsv or jsonl.")] = Format.text,
     align: Annotated[
@@ -127,6 +127,10 @@ def translate(
                                       "view (e.g. 2:mean:0.4), or none \\[default: the "
                                       "model's view].")
     ] = None,
+    copy_numbers: Annotated[bool, typer.Option(
+        "--copy-numbers/--no-copy-numbers",
+        help="Write each source number into the output word that attends to it most (one "
+             "forced pass, only for lines with a number).")] = True,
     split: Annotated[bool, typer.Option(
         "--split/--no-split", help="Translate a line of several sentences sentence by "
                                    "sentence (one output line still).")] = True,
@@ -177,6 +181,10 @@ def translate(
                                 chunk=max(1, min(256, batch_tokens // 16)),
                                 split_sentences=split, fold_caps=caps)
     for tr in results:  # flushed line by line: a long file shows results as it goes
+        if copy_numbers:
+            from seqattn.align.numbers import copy_numbers as copy
+
+            copy(translator, tr, view)
         card = _card(translator, tr, view) if check and tr.hyps else None
         emit(_record(translator, tr, fmt, attention, view, card), flush=True)
         if card is not None and fmt is not Format.jsonl and not card.clean:
@@ -250,6 +258,8 @@ def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
                  "alignment": pharaoh(links), "links": [list(link) for link in sorted(links)]}
+        if h.copied:
+            entry["copied"] = [list(pair) for pair in h.copied]
         if attention:
             entry["attention"] = words.tolist()
             entry["eos_attention"] = eos.tolist()

@@ -1,0 +1,72 @@
+"""Numbers survive translation (issue 17): attention-guided copying of source numbers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from seqattn.align import numbers
+from seqattn.cli import run
+
+MODEL = Path(__file__).resolve().parents[1] / "models" / "en-de"
+BUS = "42 people are waiting for bus 17 in front of a store."
+
+
+@pytest.mark.parametrize("word,number", [("17,", "17"), ("(1987).", "1987"), ("3.5", "3.5"),
+                                         ("10,000", "10,000"), ("7:30", "7:30"), ("2nd", None),
+                                         ("A380", None), ("dogs", None), ("...", None)])
+def test_number_of(word, number):
+    assert numbers.number_of(word) == number
+
+
+@pytest.mark.parametrize("word,number,written", [("Vier", "42", "42"), ("197", "1987", "1987"),
+                                                 ("Jahren.", "1987", "1987."),
+                                                 ("„999“", "1908", "„1908“"),
+                                                 ("(8)", "3", "(3)")])
+def test_write_replaces_digits_else_letters_and_keeps_punctuation(word, number, written):
+    assert numbers._write(word, number) == written
+
+
+@pytest.fixture(scope="module")
+def en_de():
+    if not (MODEL / "seqattn.json").is_file():
+        pytest.skip("models/en-de is not shipped in this checkout")
+    import seqattn
+
+    return seqattn.load(MODEL, device="cpu")
+
+
+def test_the_shipped_model_keeps_numbers_with_copying(en_de):
+    [tr] = en_de.translate([BUS], attention=False)
+    plain, pieces = tr.text, list(tr.hyps[0].pieces)
+    assert "42" not in plain.split()           # the model alone writes "Vier Personen"
+    assert numbers.copy_numbers(en_de, tr) >= 1
+    out = tr.text.split()
+    assert "42" in out and any(w.startswith("17") for w in out)
+    assert tr.hyps[0].pieces == pieces and tr.hyps[0].copied  # the model's pieces kept
+    assert len(out) == len(plain.split())       # a word replaced, none added
+
+
+def test_lines_without_numbers_get_no_forced_pass(en_de, monkeypatch):
+    [tr] = en_de.translate(["Two dogs play in 2nd place."], attention=False)
+
+    def boom(*args, **kwargs):
+        raise AssertionError("a forced pass for a line without numbers")
+
+    monkeypatch.setattr("seqattn.align.force.word_attention", boom)
+    assert numbers.copy_numbers(en_de, tr) == 0
+
+
+def test_cli_copies_by_default_and_reports_it_in_jsonl(capsys):
+    if not (MODEL / "seqattn.json").is_file():
+        pytest.skip("models/en-de is not shipped in this checkout")
+    assert run(["translate", "-m", str(MODEL), "-f", "jsonl", BUS]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert "42" in record["translation"].split() and record["copied"]
+    i, j = record["copied"][0]
+    assert record["source_words"][i] in ("42", "17") and \
+        record["target_words"][j].strip(".,") in ("42", "17")
+    assert run(["translate", "-m", str(MODEL), "--no-copy-numbers", BUS]) == 0
+    assert "42" not in capsys.readouterr().out.split()
