@@ -236,3 +236,58 @@ def test_the_forced_pass_of_translate_computes_no_gradients(aligned, recwarn):
     found = align_translation(tr, t, t.hyps[0])
     assert not found.words.requires_grad and found.links
     assert not [w for w in recwarn if "requires_grad" in str(w.message)]
+
+
+def test_aligner_data_with_eflomal_learns_from_the_pairs_as_given_and_tokenized(tiny_transformer,
+                                                                                corpus):
+    """Twice the pairs (as given, then Moses-tokenized, shuffled together); every link inside
+    its pair's words (given) or tokens (tokenized)."""
+    pytest.importorskip("eflomal")
+    pytest.importorskip("sacremoses")
+    from seqattn.checkpoint import load_model_dir
+    from seqattn.train.aligner import aligner_data
+
+    pairs, links = aligner_data(load_model_dir(tiny_transformer), corpus["src"], corpus["tgt"],
+                                "eflomal")
+    given = corpus["src"].read_text(encoding="utf-8").splitlines()
+    assert len(pairs) == len(links) == 2 * len(given)
+    sources = [s for s, _ in pairs]
+    assert set(given) <= set(sources)
+    tokenized = [s for s in sources if s not in given]
+    assert any(s.endswith(" .") for s in tokenized)          # "the park ." in the copies
+    for (s, t), found in zip(pairs, links):
+        assert all(i < len(s.split()) and j < len(t.split()) for i, j in found)
+    assert sum(map(len, links)) > len(pairs)                 # eflomal links nearly every word
+
+
+def test_aligner_data_by_agreement_are_the_links_of_align_with_a_reverse_model(
+        tiny_transformer, corpus, capsys):
+    """--links agreement: the links `seqattn align -m M --reverse-model R` writes for the same
+    pairs (an independent path: the CLI on the raw files)."""
+    pytest.importorskip("sacremoses")
+    from seqattn.checkpoint import load_model_dir
+    from seqattn.train.aligner import aligner_data
+
+    model = load_model_dir(tiny_transformer)
+    pairs, links = aligner_data(model, corpus["src"], corpus["tgt"], "agreement",
+                                reverse=load_model_dir(tiny_transformer))
+    assert run(["align", "-m", str(tiny_transformer), "--reverse-model", str(tiny_transformer),
+                str(corpus["src"]), str(corpus["tgt"])]) == 0
+    cli = capsys.readouterr().out.splitlines()
+    given = list(zip(corpus["src"].read_text(encoding="utf-8").splitlines(),
+                     corpus["tgt"].read_text(encoding="utf-8").splitlines()))
+    mine = {pair: found for pair, found in zip(pairs, links)}
+    for pair, line in zip(given, cli):
+        assert " ".join(f"{i}-{j}" for i, j in mine[pair]) == line
+
+
+def test_train_aligner_link_options_are_checked_before_any_work(tiny_transformer, corpus,
+                                                                tmp_path, capsys):
+    base = ["train-aligner", "-m", str(tiny_transformer), "--src", str(corpus["src"]), "--tgt",
+            str(corpus["tgt"]), "--save-to", str(tmp_path / "out")]
+    assert run([*base, "--links", "agreement"]) == 2
+    assert run([*base, "--links", str(corpus["links"]), "--reverse-model",
+                str(tiny_transformer)]) == 2
+    err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
+    assert len(err) == 2 and all("--links agreement and --reverse-model" in x for x in err)
+    assert not (tmp_path / "out").exists()

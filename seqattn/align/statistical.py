@@ -55,10 +55,48 @@ def eflomal_links(src: Sequence[str], tgt: Sequence[str], src_lang: str = "en",
     if heuristic not in HEURISTICS:
         raise UsageError(f"unknown symmetrization '{heuristic}'; choose one of: "
                          f"{', '.join(HEURISTICS)}")
-    eflomal, moses = require_extra()
-    tok_s, tok_t = moses(src_lang), moses(tgt_lang)
-    toks_src = [tok_s.tokenize(line, escape=False) for line in src]
-    toks_tgt = [tok_t.tokenize(line, escape=False) for line in tgt]
+    toks_src, toks_tgt = moses_tokenize(src, src_lang), moses_tokenize(tgt, tgt_lang)
+    token_links = eflomal_token_links(toks_src, toks_tgt, heuristic)
+    lines, lost = [], 0
+    for k, found in enumerate(token_links):
+        links = as_words(src[k], toks_src[k], tgt[k], toks_tgt[k], found)
+        lost += int(links is None and bool(toks_src[k] and toks_tgt[k]))
+        lines.append(" ".join(f"{a}-{b}" for a, b in sorted(links or ())))
+    if lost:
+        log.warning("eflomal: %d of %d pairs could not be mapped back to their words and have "
+                    "no links", lost, len(lines))
+    return lines
+
+
+def as_words(src: str, toks_src: Sequence[str], tgt: str, toks_tgt: Sequence[str],
+             links: set[tuple[int, int]]) -> set[tuple[int, int]] | None:
+    """Token links as links between the whitespace words holding the tokens; None when the
+    tokens cannot be mapped back to the words (or a side has none)."""
+    sw, tw = token_words(src, toks_src), token_words(tgt, toks_tgt)
+    if sw is None or tw is None or not toks_src or not toks_tgt:
+        return None
+    return {(sw[i], tw[j]) for i, j in links}
+
+
+def language_of(path: str | Path) -> str:
+    """A file's language for the Moses tokenizer: its suffix when that is a language code
+    (``train.de``), else English."""
+    suffix = Path(path).suffix
+    return suffix.lstrip(".") if re.fullmatch(r"\.[a-z]{2,3}", suffix) else "en"
+
+
+def moses_tokenize(lines: Sequence[str], lang: str = "en") -> list[list[str]]:
+    """The Moses tokenizer's tokens of each line (no XML escaping), as eflomal reads them."""
+    _, moses = require_extra()
+    tok = moses(lang)
+    return [tok.tokenize(line, escape=False) for line in lines]
+
+
+def eflomal_token_links(toks_src: Sequence[Sequence[str]], toks_tgt: Sequence[Sequence[str]],
+                        heuristic: str = "grow-diag-final-and") -> list[set[tuple[int, int]]]:
+    """eflomal run both ways on tokenized pairs, symmetrized with ``heuristic``: links between
+    token indices, one set per pair."""
+    eflomal, _ = require_extra()
     with tempfile.TemporaryDirectory() as tmp:
         fwd_path, rev_path = Path(tmp) / "fwd", Path(tmp) / "rev"
         # eflomal cannot take an empty sentence: a lone placeholder token, never mapped back
@@ -68,19 +106,8 @@ def eflomal_links(src: Sequence[str], tgt: Sequence[str], src_lang: str = "en",
                                 links_filename_rev=str(rev_path), quiet=True)
         fwd = _read(fwd_path)
         rev = _read(rev_path)
-    lines, lost = [], 0
-    for k, (f, r) in enumerate(zip(fwd, rev)):
-        sw, tw = token_words(src[k], toks_src[k]), token_words(tgt[k], toks_tgt[k])
-        if sw is None or tw is None or not toks_src[k] or not toks_tgt[k]:
-            lost += int(bool(toks_src[k] and toks_tgt[k]))
-            lines.append("")
-            continue
-        links = {(sw[i], tw[j]) for i, j in symmetrize(f, r, heuristic)}
-        lines.append(" ".join(f"{a}-{b}" for a, b in sorted(links)))
-    if lost:
-        log.warning("eflomal: %d of %d pairs could not be mapped back to their words and have "
-                    "no links", lost, len(lines))
-    return lines
+    return [symmetrize(f, r, heuristic) if s and t else set()
+            for f, r, s, t in zip(fwd, rev, toks_src, toks_tgt)]
 
 
 def _read(path: Path) -> list[set[tuple[int, int]]]:

@@ -18,12 +18,18 @@ EXAMPLES = """
 
   seqattn train-aligner -m en-de --src train.en --tgt train.de --links links.txt --save-to my-en-de
 
+  seqattn train-aligner -m runs/ende --src train.en --tgt train.de --links eflomal --epochs 6
+
+  seqattn train-aligner -m runs/ende --src train.en --tgt train.de --links agreement --reverse-model runs/deen --warm-start --epochs 2
+
 [bold]What it does[/bold]: the translation model stays frozen (its translations do not change);
 one small layer reads all its decoder layers with the whole target visible (Garg et al. 2019)
-and learns the given links (Pharaoh i-j per line, 0-based whitespace words, e.g. eflomal's
-grow-diag-final-and, as bench/guided_links.py makes them). It becomes the model's default
-alignment view; `seqattn align --calibrate GOLD` then picks the extraction (and may blend it).
-A shipped model is never changed: --save-to writes a copy with the aligner.
+and learns the links: a file's (Pharaoh i-j per line, 0-based whitespace words), eflomal's
+grow-diag-final-and links (--links eflomal), or the links this model and a reverse model agree
+on (--links agreement: each direction supervising the other). With eflomal or agreement it
+learns from the pairs as given and Moses-tokenized. It becomes the model's default alignment
+view; `seqattn align --calibrate GOLD` then picks the extraction (and may blend it). A shipped
+model is never changed: --save-to writes a copy with the aligner.
 """
 
 
@@ -33,7 +39,11 @@ def train_aligner(
                                        "model name (Transformer or RNN).")],
     src: Annotated[Path, typer.Option("--src", help="Training sources, one per line.")],
     tgt: Annotated[Path, typer.Option("--tgt", help="Training targets, line-aligned.")],
-    links: Annotated[Path, typer.Option("--links", help="Pharaoh links of each pair.")],
+    links: Annotated[str, typer.Option(
+        "--links", help="Pharaoh links of each pair (a file), or 'eflomal' (eflomal's links, "
+                        "made here) or 'agreement' (the links this model and --reverse-model "
+                        "agree on); the last two learn from the pairs as given and "
+                        "Moses-tokenized (needs pip install 'seqattn[align]').")],
     save_to: Annotated[Path | None, typer.Option(
         "--save-to", metavar="DIR", show_default=False,
         help="A new (or empty) directory for a copy of the model with the aligner \\[default: "
@@ -44,6 +54,9 @@ def train_aligner(
     warm_start: Annotated[bool, typer.Option(
         "--warm-start", help="Start from the model's current aligner (fine-tune it on new "
                              "links) instead of fresh weights.")] = False,
+    reverse_model: Annotated[str | None, typer.Option(
+        "--reverse-model", show_default=False,
+        help="A target-to-source model, for --links agreement.")] = None,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
 ) -> None:
     """Train a full-context alignment layer on top of a frozen translation model."""
@@ -51,23 +64,34 @@ def train_aligner(
     from seqattn.checkpoint import load_model_dir
     from seqattn.cli.output import refuse_overwriting_inputs
     from seqattn.device import pick_device
+    from seqattn.errors import UsageError
     from seqattn.textio import count_lines
-    from seqattn.train.aligner import AlignerTraining
+    from seqattn.train.aligner import LINK_SOURCES, AlignerTraining
     from seqattn.train.aligner import train_aligner as run
     from seqattn.translate import resolve_model
 
     tune_cpu()
+    made = links in LINK_SOURCES  # links made here, not read from a file
+    if (links == "agreement") != (reverse_model is not None):
+        raise UsageError("--links agreement and --reverse-model go together")
+    if made:
+        from seqattn.align.statistical import require_extra
+
+        require_extra()  # before anything is loaded
     source = resolve_model(model)
     target = destination(source, save_to)
-    refuse_overwriting_inputs([("--save-to", target)],
-                              [("--src", src), ("--tgt", tgt), ("--links", links)])
+    files = [("--src", src), ("--tgt", tgt)] + ([] if made else [("--links", Path(links))])
+    refuse_overwriting_inputs([("--save-to", target)], files)
     dev = pick_device(device)
-    counts = {path: count_lines(path) for path in (src, tgt, links)}  # before any copy
+    counts = {path: count_lines(path) for _, path in files}  # before any copy
     if len(set(counts.values())) > 1:
         from seqattn.errors import DataError
 
         shown = ", ".join(f"'{p}' {n}" for p, n in counts.items())
         raise DataError(f"--src, --tgt and --links must have one line per pair; lines: {shown}")
+    reverse = None
+    if reverse_model is not None:
+        reverse = load_model_dir(resolve_model(reverse_model), device=str(dev))
     loaded = load_model_dir(source, device=str(dev))
     console = err_console()
     summary = run(loaded, src, tgt, links, AlignerTraining(epochs=epochs,
@@ -75,7 +99,7 @@ def train_aligner(
                                                            warm_start=warm_start),
                   progress=lambda e, s, loss: console.print(f"epoch {e} step {s}: alignment "
                                                             f"loss {loss:.4f}"),
-                  save_to=None if target == source else target)
+                  save_to=None if target == source else target, reverse=reverse)
     console.print(f"aligner trained in {summary['seconds']:.0f} s on {summary['pairs']} pairs "
                   f"(held-out loss {summary['best_valid_loss']:.4f}); stored in {target} as "
                   "its default alignment view")

@@ -4,7 +4,6 @@ training and validation pairs encoded, and guided-alignment links read and mappe
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -83,14 +82,13 @@ def guided_links_file(cfg: Config, out: Path, pairs: list[tuple[str, str]], src:
     given = cfg.training.guided_alignment
     if not given or given != "eflomal":
         return Path(given) if given else None
-    from seqattn.align.statistical import eflomal_links, require_extra
+    from seqattn.align.statistical import eflomal_links, language_of, require_extra
 
     path = out / GUIDED_LINKS
     if path.is_file():
         return path
     require_extra()  # before anything is computed
-    langs = [f.suffix.lstrip(".") if re.fullmatch(r"\.[a-z]{2,3}", f.suffix) else "en"
-             for f in (src, tgt)]
+    langs = [language_of(f) for f in (src, tgt)]
     log.info("guided alignment: running eflomal on %d training pairs (%s-%s)", len(pairs),
              *langs)
     lines = eflomal_links([s for s, _ in pairs], [t for _, t in pairs], *langs)
