@@ -137,6 +137,9 @@ class TrainConfig:
     guided_layer: int | None = _num(None, lo=0, doc="decoder layer; None: the penultimate")
     guided_head: int = _num(0, lo=0)
     guided_shift: bool = False  # supervise the step where the word is the decoder input
+    # fine-tuning: a model directory or shipped model name whose weights, vocabulary and model
+    # section this run starts from (seqattn.train.finetune); seqattn train --init-from
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(r"auto|cpu|cuda(:\d+)?|mps", self.device):
@@ -360,6 +363,9 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
+
+
 def _coerce(value: Any, tp: Any, path: str, meta: Any = None) -> Any:
     if dataclasses.is_dataclass(tp):
         return _build(typing.cast(type, tp), value, path + ".")
@@ -388,6 +394,8 @@ def _coerce(value: Any, tp: Any, path: str, meta: Any = None) -> Any:
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{path} must be an integer, got {_show(value)}")
     elif tp is float:
+        if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} must be a number, got {_show(value)}")
         value = float(value)

@@ -22,6 +22,8 @@ EXAMPLES = """
 
   seqattn train --out runs/ende --resume                      [dim]# continue an interrupted run[/dim]
 
+  seqattn train my.yaml --init-from en-de --out runs/mine     [dim]# fine-tune a shipped model[/dim]
+
   torchrun --nproc_per_node=2 -m seqattn train my.yaml --out runs/ende   [dim]# data-parallel[/dim]
 
 Presets: bahdanau-gru, luong-lstm, transformer-small, sample-tiny (copy one from
@@ -51,6 +53,12 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run saved in --out where it stopped.")
     ] = False,
+    init_from: Annotated[
+        str | None, typer.Option("--init-from", metavar="MODEL", show_default=False,
+                                 help="Fine-tune: start from this model's weights, vocabulary "
+                                      "and model section (a directory or a shipped model's "
+                                      "name); sets training.init_from.")
+    ] = None,
     device: Annotated[
         str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N (overrides "
                                  "training.device).", show_default=False)
@@ -72,6 +80,8 @@ def train(
     if config is not None and preset is not None:
         raise UsageError("give either CONFIG or --preset, not both")
     source = config if config is not None else preset_path(preset) if preset else None
+    if init_from is not None:
+        overrides = [*(overrides or []), f"training.init_from={init_from}"]
     if source is None and resume and out is not None:
         from seqattn.train.state import resume_config
 

@@ -33,6 +33,7 @@ from seqattn.device import pick_device
 from seqattn.errors import ConfigError, DataError, Terminated
 from seqattn.textio import atomic_write
 from seqattn.train.distributed import barrier, distributed
+from seqattn.train.finetune import init_model, with_init
 from seqattn.train.guided import guided_view
 from seqattn.train.loss import alignment_loss, loss_sums
 from seqattn.train.prepare import TrainData, prepare_data
@@ -75,6 +76,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
     out = Path(out)
     rank, world = distributed()
     reporter = reporter if reporter is not None and rank == 0 else _Silent()
+    cfg = with_init(cfg)  # fine-tuning: the model section and vocabulary of training.init_from
     cfg = check_out_dir(cfg, out, resume) if rank == 0 else cfg
     _check_batch_budget(cfg)
     guided_view(cfg)
@@ -97,7 +99,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
         barrier()
         if rank != 0:
             data = prepare_data(cfg, out)
-    model, optimizer, schedule, progress = _start(cfg, data, out, dev, resume, rank)
+    model, optimizer, schedule, progress, scaler = _start(cfg, data, out, dev, resume, rank)
     meta: dict[str, Any] = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
                             "parameters": sum(p.numel() for p in model.parameters())}
     guided = guided_view(cfg)
@@ -113,7 +115,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
         from torch.nn.parallel import DistributedDataParallel
 
         wrapped = DistributedDataParallel(model, device_ids=[dev] if dev.type == "cuda" else None)
-    run = _Run(cfg, out, Trainable(model, wrapped, optimizer, schedule), data, progress,
+    run = _Run(cfg, out, Trainable(model, wrapped, optimizer, schedule, scaler), data, progress,
                Workers(dev, rank, world), reporter, meta)
     try:
         with sigterm_as_interrupt():
@@ -130,9 +132,10 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
 
 
 def _start(cfg: Config, data: TrainData, out: Path, dev: torch.device, resume: bool,
-           rank: int) -> tuple[Any, Any, Schedule, Progress]:
-    """The model, optimiser, schedule and progress: new, or restored from ``out``'s saved
-    training state (``resume``; the log and kept checkpoints are cut back to that step)."""
+           rank: int) -> tuple[Any, Any, Schedule, Progress, Any]:
+    """The model, optimiser, schedule, progress and fp16's gradient scaler (else None): new,
+    or restored from ``out``'s saved training state (``resume``; the log and kept checkpoints
+    are cut back to that step)."""
     from seqattn.models import build_model
 
     model = build_model(cfg.model, len(data.src_vocab), len(data.tgt_vocab)).to(dev)
@@ -140,15 +143,21 @@ def _start(cfg: Config, data: TrainData, out: Path, dev: torch.device, resume: b
                                  betas=cfg.training.adam_betas,
                                  weight_decay=cfg.training.weight_decay)
     schedule, progress = make_schedule(cfg), Progress()
+    # fp16 only (train() refuses it off CUDA); bf16 has fp32's range and needs no scaling
+    scaler = torch.amp.GradScaler("cuda") if cfg.training.precision == "fp16" else None
+    init = init_model(cfg)
+    if init is not None and not resume:  # fine-tuning: the trained weights, a fresh optimiser
+        ckpt.load_weights(model, init / ckpt.WEIGHTS, device=str(dev))
+        log.info("starting from the weights of %s", init)
     if resume:
-        load_state(out, model, optimizer, schedule, progress, dev)
+        load_state(out, model, optimizer, schedule, progress, dev, scaler)
         log.info("resuming at step %d (epoch %d)", progress.step, progress.epoch)
         if rank == 0:
             trim_log(out, progress.step)
             for step, path in ckpt.step_checkpoints(out):  # from a run that went on unsaved
                 if step > progress.step:
                     path.unlink(missing_ok=True)
-    return model, optimizer, schedule, progress
+    return model, optimizer, schedule, progress, scaler
 
 
 def _check_batch_budget(cfg: Config) -> None:
@@ -169,12 +178,13 @@ def _check_batch_budget(cfg: Config) -> None:
 @dataclass(frozen=True)
 class Trainable:
     """What an update changes: the model (``wrapped`` by DDP under torchrun, else the model
-    itself), its optimiser and the learning-rate schedule."""
+    itself), its optimiser, the learning-rate schedule and fp16's gradient scaler (else None)."""
 
     model: Any
     wrapped: Any
     optimizer: Any
     schedule: Schedule
+    scaler: Any = None
 
 
 @dataclass(frozen=True)
@@ -202,7 +212,7 @@ class _Run:
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.t.precision)
         # bf16 autocast on CPU too (fast where the CPU has AVX-512 BF16 or AMX); fp16: CUDA only
         self.amp_dtype = amp if dev.type == "cuda" or amp is torch.bfloat16 else None
-        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype is torch.float16 else None
+        self.scaler = parts.scaler  # (fp16) its scale is saved with the training state
         self.per_step = self.t.accumulate * world
         self.guided = guided_view(cfg)
 
@@ -380,6 +390,8 @@ class _Run:
                  "rng": torch.get_rng_state()}
         if self.dev.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.dev)
+        if self.scaler is not None:  # else a resumed fp16 run starts again at scale 2**16
+            state["scaler"] = self.scaler.state_dict()
         ckpt.save_weights(self.model, self.out / ckpt.LAST_WEIGHTS)
         atomic_write(self.out / ckpt.TRAIN_STATE, lambda f: torch.save(state, f),
                           binary=True)

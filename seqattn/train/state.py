@@ -135,10 +135,16 @@ def trim_log(out: Path, step: int) -> None:
 
 
 def load_state(out: Path, model: Any, optimizer: Any, schedule: Schedule, progress: Progress,
-                dev: torch.device) -> None:
+                dev: torch.device, scaler: Any = None) -> None:
+    """Restore a run from ``out``'s training state (and fp16's gradient scaler, when given).
+
+    Read onto the CPU whatever device wrote it: ``load_state_dict`` moves the weights and Adam's
+    moments to the parameters' device and keeps Adam's step counters on the CPU, as a new run
+    has them (mapped to CUDA, each update would wait on the GPU once per parameter).
+    """
     path = out / ckpt.TRAIN_STATE
     try:
-        state = torch.load(path, map_location=dev, weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         schedule.load(state["schedule"])
@@ -146,6 +152,8 @@ def load_state(out: Path, model: Any, optimizer: Any, schedule: Schedule, progre
         torch.set_rng_state(state["rng"].cpu())
         if dev.type == "cuda" and "cuda_rng" in state:
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
+        if scaler is not None and state.get("scaler"):  # absent: saved by a bf16/fp32 run
+            scaler.load_state_dict(state["scaler"])
     except FileNotFoundError:
         raise CheckpointError(f"'{path}' is missing; nothing to resume") from None
     except (RuntimeError, KeyError, ValueError, EOFError, pickle.UnpicklingError) as e:
