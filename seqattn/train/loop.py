@@ -101,7 +101,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
             data = prepare_data(cfg, out)
     model, optimizer, schedule, progress, scaler = _start(cfg, data, out, dev, resume, rank)
     meta: dict[str, Any] = {"src_vocab": len(data.src_vocab), "tgt_vocab": len(data.tgt_vocab),
-                            "parameters": sum(p.numel() for p in model.parameters())}
+                            "parameters": sum(p.numel() for p in model.parameters()),
+                            "world_size": world}
     guided = guided_view(cfg)
     if guided is not None:  # the supervised head is the model's alignment view
         meta["alignment"] = AlignmentSettings(layer=guided[0], heads=str(guided[1]),
@@ -150,7 +151,8 @@ def _start(cfg: Config, data: TrainData, out: Path, dev: torch.device, resume: b
         ckpt.load_weights(model, init / ckpt.WEIGHTS, device=str(dev))
         log.info("starting from the weights of %s", init)
     if resume:
-        load_state(out, model, optimizer, schedule, progress, dev, scaler)
+        load_state(out, model, optimizer, schedule, progress, dev, scaler, rank,
+                   distributed()[1])
         log.info("resuming at step %d (epoch %d)", progress.step, progress.epoch)
         if rank == 0:
             trim_log(out, progress.step)
@@ -342,6 +344,7 @@ class _Run:
 
     def validate_and_save(self) -> bool:
         """Validate, keep the best weights, checkpoint; True when early stopping says stop."""
+        rng = self._random_states()
         if self.rank != 0:
             barrier()
             return self._early_stop_everywhere(False)
@@ -365,7 +368,7 @@ class _Run:
                   "improved": improved}
         self.write_log(record)
         self.reporter.validated(record)
-        self.save()
+        self.save(rng)
         stop = self.t.patience is not None and p.bad_validations >= self.t.patience
         if stop:
             log.info("early stopping: %s did not improve in %d validations", metric,
@@ -383,11 +386,27 @@ class _Run:
         dist.broadcast(flag, src=0)
         return bool(flag.item())
 
-    def save(self) -> None:
-        """The latest weights and everything --resume needs, each file written atomically."""
+    def _random_states(self) -> list[dict[str, Any]] | None:
+        """Every rank's random state (dropout), gathered to all ranks; None in one process."""
+        if self.world == 1:
+            return None
+        import torch.distributed as dist
+
+        mine = {"rng": torch.get_rng_state()}
+        if self.dev.type == "cuda":
+            mine["cuda_rng"] = torch.cuda.get_rng_state(self.dev)
+        states: list[Any] = [None] * self.world
+        dist.all_gather_object(states, mine)
+        return states
+
+    def save(self, rng_ranks: list[dict[str, Any]] | None = None) -> None:
+        """The latest weights and everything --resume needs, each file written atomically
+        (with ``rng_ranks``, each torchrun rank's random state, so each resumes exactly)."""
         state = {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                  "schedule": self.schedule.state(), "progress": self.progress.numbers(),
                  "rng": torch.get_rng_state()}
+        if rng_ranks is not None:
+            state["rng_ranks"] = rng_ranks
         if self.dev.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.dev)
         if self.scaler is not None:  # else a resumed fp16 run starts again at scale 2**16

@@ -135,8 +135,10 @@ def trim_log(out: Path, step: int) -> None:
 
 
 def load_state(out: Path, model: Any, optimizer: Any, schedule: Schedule, progress: Progress,
-                dev: torch.device, scaler: Any = None) -> None:
+                dev: torch.device, scaler: Any = None, rank: int = 0, world: int = 1) -> None:
     """Restore a run from ``out``'s training state (and fp16's gradient scaler, when given).
+    Under torchrun each rank takes back its own random state (dropout), saved at the last
+    validation, when the run had as many ranks; else rank 0's.
 
     Read onto the CPU whatever device wrote it: ``load_state_dict`` moves the weights and Adam's
     moments to the parameters' device and keeps Adam's step counters on the CPU, as a new run
@@ -149,9 +151,11 @@ def load_state(out: Path, model: Any, optimizer: Any, schedule: Schedule, progre
         optimizer.load_state_dict(state["optimizer"])
         schedule.load(state["schedule"])
         restored = Progress.from_numbers(state["progress"])
-        torch.set_rng_state(state["rng"].cpu())
-        if dev.type == "cuda" and "cuda_rng" in state:
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), dev)
+        ranks = state.get("rng_ranks")
+        mine = ranks[rank] if isinstance(ranks, list) and len(ranks) == world else state
+        torch.set_rng_state(mine["rng"].cpu())
+        if dev.type == "cuda" and "cuda_rng" in mine:
+            torch.cuda.set_rng_state(mine["cuda_rng"].cpu(), dev)
         if scaler is not None and state.get("scaler"):  # absent: saved by a bf16/fp32 run
             scaler.load_state_dict(state["scaler"])
     except FileNotFoundError:
