@@ -70,3 +70,23 @@ def test_cli_copies_by_default_and_reports_it_in_jsonl(capsys):
         record["target_words"][j].strip(".,") in ("42", "17")
     assert run(["translate", "-m", str(MODEL), "--no-copy-numbers", BUS]) == 0
     assert "42" not in capsys.readouterr().out.split()
+
+
+def test_evaluate_model_mode_translates_as_translate_does(tmp_path, capsys):
+    """The hypotheses evaluate scores are translate's output with the same defaults (numbers
+    copied, sentences split); --no-copy-numbers gives the model's own words back."""
+    if not (MODEL / "seqattn.json").is_file():
+        pytest.skip("models/en-de is not shipped in this checkout")
+    lines = [BUS, "A man rides a bike. A dog plays in the snow."]
+    src, ref = tmp_path / "s.en", tmp_path / "r.de"
+    src.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    ref.write_text("42 Menschen warten.\nEin Mann fährt Rad. Ein Hund spielt.\n",
+                   encoding="utf-8")
+    assert run(["translate", "-m", str(MODEL), "-i", str(src)]) == 0
+    translated = capsys.readouterr().out.splitlines()
+    for flags, hyp in (([], tmp_path / "a.de"), (["--no-copy-numbers"], tmp_path / "b.de")):
+        assert run(["evaluate", "-m", str(MODEL), "--src", str(src), "-r", str(ref),
+                    "--save-hyp", str(hyp), "-f", "json", *flags]) == 0
+    assert (tmp_path / "a.de").read_text(encoding="utf-8").splitlines() == translated
+    plain = (tmp_path / "b.de").read_text(encoding="utf-8").splitlines()
+    assert "42" in translated[0].split() and "42" not in plain[0].split()

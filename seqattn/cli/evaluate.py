@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 
@@ -103,6 +103,12 @@ MaxOutputLenOpt = Annotated[int | None, typer.Option(
     "--max-output-len", rich_help_panel="Model mode", show_default=False,
     help="Never more than this many pieces per translation in model mode \\[default: the "
          "model's decoding.max_output_len, 256].")]
+SplitOpt = Annotated[bool, typer.Option(
+    "--split/--no-split", rich_help_panel="Model mode",
+    help="Translate a line of several sentences sentence by sentence, as translate does.")]
+CopyNumbersOpt = Annotated[bool, typer.Option(
+    "--copy-numbers/--no-copy-numbers", rich_help_panel="Model mode",
+    help="Copy source numbers into the output by attention, as translate does.")]
 SaveHypOpt = Annotated[str | None, typer.Option(
     "--save-hyp", rich_help_panel="Model mode", show_default=False,
     help="Keep the model's translations in this file.")]
@@ -120,7 +126,8 @@ def evaluate(
     align: AlignOpt = None, gold: GoldOpt = None, gold_one_indexed: OneIndexedOpt = False,
     reverse: ReverseOpt = False, model: ModelOpt = None, src: SrcOpt = None,
     beam: BeamOpt = None, save_hyp: SaveHypOpt = None,
-    max_output_len: MaxOutputLenOpt = None,
+    max_output_len: MaxOutputLenOpt = None, split: SplitOpt = True,
+    copy_numbers: CopyNumbersOpt = True,
 ) -> None:
     """Score translations with sacreBLEU (BLEU, chrF, TER), or word alignments with AER.
 
@@ -156,7 +163,8 @@ def evaluate(
             raise UsageError("model mode needs all of -m MODEL, --src SRC and -r REF")
         if sets is not None:
             raise UsageError("model mode scores one source file; it does not take --sets")
-        _evaluate_model(model, src, (beam, max_output_len), save_hyp, hyps or [], refs,
+        _evaluate_model(model, src, ModelRun(beam, max_output_len, split, copy_numbers),
+                        save_hyp, hyps or [], refs,
                         metrics, lowercase, tokenize, sentence, fmt_name,
                         (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
         return
@@ -167,7 +175,16 @@ def evaluate(
                            fmt_name, (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
 
 
-def _evaluate_model(model: str, src: str, search: tuple[int | None, int | None],
+class ModelRun(NamedTuple):
+    """How model mode translates (as ``seqattn translate`` with these flags)."""
+
+    beam: int | None
+    max_output_len: int | None
+    split: bool
+    copy_numbers: bool
+
+
+def _evaluate_model(model: str, src: str, search: ModelRun,
                     save_hyp: str | None,
                     hyps: list[str], refs: list[str], metrics: list[str] | None,
                     lowercase: bool, tokenize: str | None, sentence: bool, fmt: str,
@@ -194,9 +211,17 @@ def _evaluate_model(model: str, src: str, search: tuple[int | None, int | None],
     name = _system_name(model, [*hyps, *([baseline] if baseline else [])])
     tune_cpu()
     translator = load(model)
-    beam, max_output_len = search
-    out = [tr.text for tr in translator.stream(lines, beam=beam, max_output_len=max_output_len,
-                                               attention=False)]
+    results = translator.stream(lines, beam=search.beam, max_output_len=search.max_output_len,
+                                attention=False, split_sentences=search.split)
+    if search.copy_numbers:
+        from seqattn.align.numbers import copy_numbers
+
+        out = []
+        for tr in results:
+            copy_numbers(translator, tr)
+            out.append(tr.text)
+    else:
+        out = [tr.text for tr in results]
     if save_hyp is not None:
         with atomic_open(Path(save_hyp)) as f:
             f.writelines(line + "\n" for line in out)
