@@ -86,8 +86,8 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
             cfg = replace(load_config(out / ckpt.CONFIG), training=cfg.training,
                           decoding=cfg.decoding)
     dev = pick_device(device or cfg.training.device, rank)
-    if dev.type == "cuda":  # each rank's own GPU is the current one (NCCL collectives use it)
-        torch.cuda.set_device(dev)
+    if dev.type == "cuda" and dev.index is not None:  # each rank's own GPU is the current one
+        torch.cuda.set_device(dev)  # (NCCL collectives use it); plain "cuda" has no index to set
     if cfg.training.precision == "fp16" and dev.type != "cuda":
         raise ConfigError(f"training.precision fp16 needs a CUDA device (training on {dev}); "
                           "use bf16 or fp32")
