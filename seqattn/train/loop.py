@@ -74,7 +74,7 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
           reporter: Reporter | None = None) -> dict[str, Any]:
     """Train ``cfg`` into the model directory ``out``; returns the final summary record."""
     out = Path(out)
-    rank, world = distributed()
+    rank, world = distributed(device or cfg.training.device)
     reporter = reporter if reporter is not None and rank == 0 else _Silent()
     cfg = with_init(cfg)  # fine-tuning: the model section and vocabulary of training.init_from
     cfg = check_out_dir(cfg, out, resume) if rank == 0 else cfg
