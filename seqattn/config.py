@@ -165,7 +165,7 @@ class DecodeConfig:
     # on 2 cores for an output nobody wants. 256 is CTranslate2's max_decoding_length; no
     # Multi30k training sentence has more than 55 pieces (the shipped models' sentencepiece),
     # so their a·S+b reaches it only for sources of 164+ pieces, far beyond their training.
-    max_output_len: int = _num(256, lo=1, doc="no output has more pieces (before "
+    max_output_len: int = _num(256, lo=1, doc="no output sentence has more pieces (before "
                                "end-of-sentence), whatever a · source + b gives")
 
     def __post_init__(self) -> None:

@@ -18,26 +18,36 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-_WORDLIKE = re.compile(r"\w")
+_LETTER = re.compile(r"[^\W\d_]")
+_SPACE = re.compile(r"\s")
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def split_sentences(line: str, language: str = "en") -> list[str]:
     """The sentences of ``line``, each stripped; they are the line's words in order (a
-    boundary only falls where the line has whitespace, and a "sentence" with no letter or digit,
-    such as a trailing "??", stays with the sentence before it). A blank line has none.
+    boundary only falls where the line has whitespace, and a "sentence" without a letter, such
+    as a trailing "??" or "7.", stays with the sentence before it). A blank line has none.
 
     ``language``: an ISO 639-1 code for the abbreviation rules (others use a generic set).
     """
     import sentencex
 
+    # sentencex's Rust panics on some multi-byte spaces before a stop ("C\u00a0."), and a lone
+    # surrogate (a Python string, never decoded UTF-8) cannot reach it: every space becomes
+    # " " (the words stay the same: they are cut at any whitespace) and a surrogate U+FFFD, as
+    # seqattn.vocab.segment makes it anyway
+    text = _SPACE.sub(" ", _LONE_SURROGATE.sub("\ufffd", line))
+    try:
+        pieces = list(sentencex.segment(language, text))
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException:  # noqa: BLE001  # a Rust panic is a BaseException: one sentence then
+        return [text.strip()] if text.strip() else []
     parts: list[str] = []
-    # a lone surrogate (a Python string, never decoded UTF-8) cannot reach sentencex's Rust;
-    # it becomes U+FFFD, as seqattn.vocab.segment makes it anyway
-    for piece in sentencex.segment(language, _LONE_SURROGATE.sub("\ufffd", line)):
-        if parts and (not _WORDLIKE.search(piece) or not _WORDLIKE.search(parts[-1])
+    for piece in pieces:
+        if parts and (not _LETTER.search(piece) or not _LETTER.search(parts[-1])
                       or not (parts[-1][-1:].isspace() or piece[:1].isspace())):
-            parts[-1] += piece  # not a boundary between words, or nothing to translate alone
+            parts[-1] += piece  # not a boundary between words, or no word to translate alone
         else:
             parts.append(piece)
     return [p.strip() for p in parts if p.strip()]

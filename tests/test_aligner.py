@@ -291,3 +291,14 @@ def test_train_aligner_link_options_are_checked_before_any_work(tiny_transformer
     err = [x for x in capsys.readouterr().err.splitlines() if x.strip()]
     assert len(err) == 2 and all("--links agreement and --reverse-model" in x for x in err)
     assert not (tmp_path / "out").exists()
+
+
+def test_one_pair_is_too_few_for_an_aligner(tiny_transformer, tmp_path, capsys):
+    for name, text in (("s", "A dog.\n"), ("t", "Ein Hund.\n"), ("l", "0-0 1-1\n")):
+        (tmp_path / name).write_text(text, encoding="utf-8")
+    code = run(["train-aligner", "-m", str(tiny_transformer), "--src", str(tmp_path / "s"),
+                "--tgt", str(tmp_path / "t"), "--links", str(tmp_path / "l"), "--save-to",
+                str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "at least 2 usable pairs" in err[0]
+    assert not (tmp_path / "out").exists()

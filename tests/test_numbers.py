@@ -24,8 +24,9 @@ def test_number_of(word, number):
 @pytest.mark.parametrize("word,number,written", [("Vier", "42", "42"), ("197", "1987", "1987"),
                                                  ("Jahren.", "1987", "1987."),
                                                  ("„999“", "1908", "„1908“"),
-                                                 ("(8)", "3", "(3)")])
-def test_write_replaces_digits_else_letters_and_keeps_punctuation(word, number, written):
+                                                 ("(8)", "3", "(3)"), ("drei5.", "3.5", "3.5."),
+                                                 ("19-97,", "1987", "1987,")])
+def test_write_puts_the_number_between_the_edge_punctuation(word, number, written):
     assert numbers._write(word, number) == written
 
 
@@ -90,3 +91,28 @@ def test_evaluate_model_mode_translates_as_translate_does(tmp_path, capsys):
     assert (tmp_path / "a.de").read_text(encoding="utf-8").splitlines() == translated
     plain = (tmp_path / "b.de").read_text(encoding="utf-8").splitlines()
     assert "42" in translated[0].split() and "42" not in plain[0].split()
+
+
+def test_retext_keeps_what_the_words_do_not_show():
+    assert numbers._retext("Vier Hunde.", ["Vier", "Hunde."], ["42", "Hunde."]) == "42 Hunde."
+    # a word holding a piece the decoded text leaves out (<unk>): only that word is replaced
+    assert numbers._retext("Ein Hund 3", ["Ein<unk>", "Hund", "3"], ["Ein<unk>", "Hund", "7"]) \
+        == "Ein Hund 7"
+
+
+def test_a_number_twice_in_the_source_is_copied_twice(en_de):
+    """Present by count, not by value: "12 ... 12" needs two 12s in the output."""
+    [tr] = en_de.translate(["The 12 dogs and 12 cats play."], attention=False, n_best=3)
+    numbers.copy_numbers(en_de, tr)
+    for hyp in tr.hyps:
+        assert [w.strip(".,") for w in hyp.text.split()].count("12") == 2, hyp.text
+
+
+def test_copying_reads_the_models_view_whatever_the_display_flags(capsys):
+    if not (MODEL / "seqattn.json").is_file():
+        pytest.skip("models/en-de is not shipped in this checkout")
+    line = "42 people are waiting for bus 17 in front of a store."
+    assert run(["translate", "-m", str(MODEL), line]) == 0
+    plain = capsys.readouterr().out
+    assert run(["translate", "-m", str(MODEL), "--shift-att", "--layer", "0", line]) == 0
+    assert capsys.readouterr().out == plain

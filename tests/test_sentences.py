@@ -43,6 +43,29 @@ def test_split_sentences(line, expected):
     assert split_sentences(line, lang) == expected
 
 
+@pytest.mark.parametrize("space", ["\u00a0", "\u0085", "\u2009", "\u202f", "\u3000", "\u2028",
+                                   "\u1680", "\u2002"])
+def test_split_sentences_survives_every_kind_of_space(space):
+    """sentencex's Rust panicked on "letter, multi-byte space, stop" (a BaseException that
+    took the whole run down); the words still come back in order."""
+    line = f"Vitamin C{space}. Good. A dog{space}runs."
+    parts = split_sentences(line)
+    assert " ".join(parts).split() == line.split() and len(parts) >= 2
+
+
+@pytest.mark.parametrize("line,expected", [("IT IS 5. 7.", ["IT IS 5. 7."]),
+                                           ("1. 2. 3.", ["1. 2. 3."])])
+def test_a_part_without_a_letter_stays_with_the_sentence_before(line, expected):
+    assert split_sentences(line) == expected
+
+
+def test_the_cli_translates_lines_with_odd_spaces(capsys):
+    assert run(["translate", "-m", str(MODELS / "en-de"), "-f", "jsonl", "A dog runs.",
+                "Vitamin C\u00a0. Good.", "A cat."]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 3 and all(json.loads(x)["translation"] for x in out)
+
+
 def test_split_sentences_keeps_every_word_in_order():
     line = "Two men ride bikes. A child, e.g. a boy, waves at 3.5 m/s! Dogs bark? Yes."
     parts = split_sentences(line, "en")

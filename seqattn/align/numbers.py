@@ -9,8 +9,9 @@ and each source number is written into the target word that attends to it most:
 * the candidates are the target words whose strongest source word is the number; a
   candidate that holds digits is preferred (it is the model's attempt at the number, as "197"
   for "1987"), else the one that attends to the number most;
-* a candidate with digits gets its digits replaced, any other its letters ("Vier" -> "42"),
-  its punctuation kept ("Jahren." -> "1987.");
+* the chosen word becomes the number, its edge punctuation kept ("Vier" -> "42",
+  "Jahren." -> "1987.", "drei5." -> "3.5."); another word that attends to the number too
+  stays as the model wrote it ("Fünf 584 kleine Kinder");
 * a number already in the translation, verbatim, is left alone; a number no target word
   attends to most is left out (nothing is inserted).
 
@@ -21,6 +22,7 @@ words to translate. Lines without digits cost nothing.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -62,29 +64,44 @@ def _copy_into(translator: Translator, tr: Translation, hyp: Hyp, numbers: dict[
         return 0
     words, _ = word_attention(translator, tr, hyp, view)             # (n_tgt, n_src)
     best_source = words.argmax(dim=1).tolist()                         # per target word
-    present = {m.group(0) for w in hyp.words for m in _DIGITS.finditer(w)}
+    # how many of each number are missing (a number twice in the source needs two)
+    missing = Counter(numbers.values())
+    missing.subtract(m.group(0) for w in hyp.words for m in _DIGITS.finditer(w))
+    before = list(hyp.words)
     changed = 0
     for i, number in numbers.items():
-        if number in present:
+        if missing[number] <= 0:
             continue
         candidates = [j for j, s in enumerate(best_source) if s == i]
         if not candidates:
             continue
         with_digits = [j for j in candidates if _DIGITS.search(hyp.words[j])]
         j = max(with_digits or candidates, key=lambda k: float(words[k, i]))
+        if number_of(hyp.words[j]) == number:  # this occurrence is there already
+            continue
+        missing[number] -= 1
         hyp.words[j] = _write(hyp.words[j], number)
         hyp.copied.append((i, j))
-        present.add(number)
         changed += 1
     if changed:
-        hyp.text = " ".join(hyp.words)
+        hyp.text = _retext(hyp.text, before, hyp.words)
     return changed
 
 
+def _retext(text: str, before: list[str], after: list[str]) -> str:
+    """``text`` with the changed words: rebuilt from the words when they are its whitespace
+    words (as for any text sentencepiece decodes), else each changed word replaced once."""
+    if text.split() == before:
+        return " ".join(after)
+    for old, new in zip(before, after):  # words holding pieces the text leaves out (<unk>)
+        if old != new:
+            text = text.replace(old, new, 1)
+    return text
+
+
 def _write(word: str, number: str) -> str:
-    """``word`` with ``number`` in place of its digits, else of its letters."""
-    if _DIGITS.search(word):
-        return _DIGITS.sub(number, word, count=1)
+    """``word`` with ``number`` in place of all between its edge punctuation ("Vier" -> "42",
+    "drei5." -> "3.5.", "19-97," -> "1987,")."""
     edges = _EDGES.match(word)
     assert edges is not None  # the pattern matches any string
     return f"{edges.group(1)}{number}{edges.group(3)}"

@@ -83,14 +83,15 @@ def translate(
     ] = None,
     max_len: Annotated[
         int | None, typer.Option("--max-len", min=1, show_default=False,
-                                 help="At most this many pieces \\[default: a·source+b from "
-                                 "the model's decoding config].")
+                                 help="At most this many pieces per sentence \\[default: "
+                                 "a·source+b from the model's decoding config].")
     ] = None,
     max_output_len: Annotated[
         int | None, typer.Option("--max-output-len", show_default=False,
-                                 help="Never more than this many pieces, however long the "
-                                 "source: a·source+b is cut to it, --max-len may not exceed it "
-                                 "\\[default: the model's decoding.max_output_len, 256].")
+                                 help="Never more than this many pieces per sentence, however "
+                                 "long the source: a·source+b is cut to it, --max-len may not "
+                                 "exceed it \\[default: the model's decoding.max_output_len, "
+                                 "256].")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="text, tsv or jsonl.")] = Format.text,
     align: Annotated[
@@ -181,10 +182,10 @@ def translate(
                                 chunk=max(1, min(256, batch_tokens // 16)),
                                 split_sentences=split, fold_caps=caps)
     for tr in results:  # flushed line by line: a long file shows results as it goes
-        if copy_numbers:
+        if copy_numbers:  # with the model's own view, whatever the table shows
             from seqattn.align.numbers import copy_numbers as copy
 
-            copy(translator, tr, view)
+            copy(translator, tr)
         card = _card(translator, tr, view) if check and tr.hyps else None
         emit(_record(translator, tr, fmt, attention, view, card), flush=True)
         if card is not None and fmt is not Format.jsonl and not card.clean:

@@ -35,7 +35,7 @@ from seqattn.data import (
     read_parallel,
     read_pharaoh,
 )
-from seqattn.errors import ConfigError
+from seqattn.errors import ConfigError, DataError
 from seqattn.models.aligner import AlignerConfig, FullContextAligner
 from seqattn.train.loss import alignment_loss
 from seqattn.vocab import PAD
@@ -93,16 +93,17 @@ def aligner_data(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: s
     from seqattn.align import statistical as st
 
     pairs = read_parallel(src, tgt)
-    if str(links) not in LINK_SOURCES:
+    kind = str(links)
+    if kind not in LINK_SOURCES:
         return pairs, read_pharaoh(links, len(pairs))
-    if links == "agreement" and reverse is None:
+    if kind == "agreement" and reverse is None:
         raise ConfigError("links 'agreement' needs a reverse (target-to-source) model")
     toks_s = st.moses_tokenize([s for s, _ in pairs], st.language_of(src))
     toks_t = st.moses_tokenize([t for _, t in pairs], st.language_of(tgt))
     tokenized = [(" ".join(a), " ".join(b)) for a, b in zip(toks_s, toks_t)]
     both = pairs + tokenized
     found: list[set[tuple[int, int]]]
-    if links == "eflomal":
+    if kind == "eflomal":
         log.info("aligner data: running eflomal on %d pairs", len(pairs))
         token_links = st.eflomal_token_links(toks_s, toks_t)
         raw = [st.as_words(s, a, t, b, f) or set()
@@ -150,6 +151,9 @@ def train_aligner(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: 
     model.eval()
     corpus = encode_corpus(pairs, loaded.src_vocab, loaded.tgt_vocab, opt.max_len, word_links)
     train, valid = _split(corpus, opt.valid_pairs)
+    if not len(train):
+        raise DataError(f"an aligner needs at least 2 usable pairs; '{src}' has {len(corpus)} "
+                        f"within {opt.max_len} pieces (one is held out)")
     dev = next(model.parameters()).device
     layers, _ = model.attention_shape()
     cfg = _sizes(model, train, dev, opt)
