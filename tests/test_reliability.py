@@ -773,11 +773,11 @@ def test_killed_while_writing_the_first_validation_checkpoint(tmp_path, monkeypa
     out = tmp_path / "run"
     save, calls = _Run.save, []
 
-    def killed_on_second_save(self):
+    def killed_on_second_save(self, *args):
         calls.append(self.progress.step)
         if len(calls) == 2:
             raise _Killed
-        save(self)
+        save(self, *args)
     with monkeypatch.context() as m:
         m.setattr(_Run, "save", killed_on_second_save)
         with pytest.raises(_Killed):
