@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -220,3 +221,10 @@ def atomic_open(path: Path, mode: str = "w") -> Any:
 def atomic_write(path: Path, write: Callable[[IO[Any]], object], binary: bool = False) -> None:
     with atomic_open(path, "wb" if binary else "w") as f:
         write(f)
+
+
+def language_of(path: str | Path | None) -> str:
+    """A text file's language from its suffix when that is an ISO 639 code (``train.de`` ->
+    ``de``), else ``en``: for the Moses tokenizer and the sentence splitter."""
+    suffix = Path(path or "").suffix.lstrip(".").lower()
+    return suffix if re.fullmatch(r"[a-z]{2,3}", suffix) else "en"

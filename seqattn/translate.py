@@ -36,6 +36,7 @@ from seqattn.decode import beam_search
 from seqattn.device import pick_device
 from seqattn.errors import CheckpointError, UsageError
 from seqattn.sentences import fold_caps, restore_caps, split_sentences
+from seqattn.textio import language_of
 from seqattn.vocab import EOS, Segmented, group_pieces, segment, truncate
 
 log = logging.getLogger(__name__)
@@ -155,7 +156,7 @@ class Translator:
         self.precision = precision
         self.max_source_pieces: int = self.model.max_source_len
         self.trained_pieces: int = self.cfg.data.max_len  # no longer training pair was used
-        self.language = source_language(self.cfg.data.train_src)
+        self.language = language_of(self.cfg.data.train_src)
 
     def translate(self, lines: Sequence[str], **options: Any) -> list[Translation]:
         """Translate ``lines``; see :meth:`stream` for the options."""
@@ -314,13 +315,6 @@ def join_sentences(i: int, line: str, parts: list[Translation]) -> Translation:
                         word_of_piece, log_prob, log_prob, None, parts=chosen))
     return Translation(i, line, src, hyps, truncated=any(p.truncated for p in parts),
                        caps=any(p.caps for p in done), sentences=len(done))
-
-
-def source_language(train_src: str | None) -> str:
-    """The source language's code from the training file's suffix (``train.en`` -> ``en``),
-    for the sentence splitter's abbreviations; ``en`` when it says none."""
-    suffix = Path(train_src or "").suffix.lstrip(".").lower()
-    return suffix if suffix.isalpha() and 2 <= len(suffix) <= 3 else "en"
 
 
 def check_precision(precision: str, device: torch.device) -> None:

@@ -116,3 +116,28 @@ def test_copying_reads_the_models_view_whatever_the_display_flags(capsys):
     plain = capsys.readouterr().out
     assert run(["translate", "-m", str(MODEL), "--shift-att", "--layer", "0", line]) == 0
     assert capsys.readouterr().out == plain
+
+
+def test_a_joined_line_copies_only_in_its_sentences_with_numbers(en_de, monkeypatch):
+    """One forced pass per sentence that holds a number, none for the others; the line's
+    words, text and copied pairs are the sentences' joined."""
+    import seqattn.align.force as force
+
+    line = "Two dogs play. 42 people are waiting for bus 17 in front of a store. It rains."
+    [tr] = en_de.translate([line], attention=False)
+    assert tr.sentences == 3
+    calls = []
+    real = force.word_attention
+
+    def counted(trn, t, h, view=None):
+        calls.append(t.source)
+        return real(trn, t, h, view)
+
+    monkeypatch.setattr(force, "word_attention", counted)
+    assert numbers.copy_numbers(en_de, tr) >= 1
+    assert calls == ["42 people are waiting for bus 17 in front of a store."]
+    hyp = tr.hyps[0]
+    assert hyp.text == " ".join(h.text for _, h in hyp.parts) and hyp.text.split() == hyp.words
+    assert "42" in hyp.words
+    for i, j in hyp.copied:
+        assert numbers.number_of(tr.src.words[i]) == numbers.number_of(hyp.words[j])

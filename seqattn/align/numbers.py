@@ -52,8 +52,33 @@ def copy_numbers(translator: Translator, tr: Translation, view: View | None = No
     scores (the model's), and lists the (source word, target word) pairs in ``hyp.copied``."""
     if tr.src is None or not tr.hyps or not has_number(tr.source):
         return 0
-    numbers = {i: n for i, w in enumerate(tr.src.words) if (n := number_of(w)) is not None}
-    return sum(_copy_into(translator, tr, hyp, numbers, view) for hyp in tr.hyps)
+    return sum(_copy_parts(translator, hyp, view) if hyp.parts is not None
+               else _copy_into(translator, tr, hyp, _numbers(tr), view) for hyp in tr.hyps)
+
+
+def _numbers(tr: Translation) -> dict[int, str]:
+    """Source word index -> the number it is."""
+    return {i: n for i, w in enumerate(tr.segmented.words) if (n := number_of(w)) is not None}
+
+
+def _copy_parts(translator: Translator, hyp: Hyp, view: View | None) -> int:
+    """A line of several sentences: only the sentences with a number get a forced pass; the
+    line's words, text and copied pairs are joined again from the sentences'."""
+    assert hyp.parts is not None  # the caller asked
+    changed, src_off = 0, 0
+    words: list[str] = []
+    texts: list[str] = []
+    copied: list[tuple[int, int]] = []
+    for t, h in hyp.parts:  # a sentence's hypothesis may serve several of the line's n-best
+        if has_number(t.source):
+            changed += _copy_into(translator, t, h, _numbers(t), view)
+        copied += [(i + src_off, j + len(words)) for i, j in h.copied]
+        words += h.words
+        texts += [h.text] if h.text else []
+        src_off += len(t.segmented.words)
+    if changed:
+        hyp.words, hyp.text, hyp.copied = words, " ".join(texts), copied
+    return changed
 
 
 def _copy_into(translator: Translator, tr: Translation, hyp: Hyp, numbers: dict[int, str],

@@ -78,13 +78,6 @@ def as_words(src: str, toks_src: Sequence[str], tgt: str, toks_tgt: Sequence[str
     return {(sw[i], tw[j]) for i, j in links}
 
 
-def language_of(path: str | Path) -> str:
-    """A file's language for the Moses tokenizer: its suffix when that is a language code
-    (``train.de``), else English."""
-    suffix = Path(path).suffix
-    return suffix.lstrip(".") if re.fullmatch(r"\.[a-z]{2,3}", suffix) else "en"
-
-
 def moses_tokenize(lines: Sequence[str], lang: str = "en") -> list[list[str]]:
     """The Moses tokenizer's tokens of each line (no XML escaping), as eflomal reads them."""
     _, moses = require_extra()

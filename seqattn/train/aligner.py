@@ -91,6 +91,7 @@ def aligner_data(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: s
     import random
 
     from seqattn.align import statistical as st
+    from seqattn.textio import language_of
 
     pairs = read_parallel(src, tgt)
     kind = str(links)
@@ -98,8 +99,8 @@ def aligner_data(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: s
         return pairs, read_pharaoh(links, len(pairs))
     if kind == "agreement" and reverse is None:
         raise ConfigError("links 'agreement' needs a reverse (target-to-source) model")
-    toks_s = st.moses_tokenize([s for s, _ in pairs], st.language_of(src))
-    toks_t = st.moses_tokenize([t for _, t in pairs], st.language_of(tgt))
+    toks_s = st.moses_tokenize([s for s, _ in pairs], language_of(src))
+    toks_t = st.moses_tokenize([t for _, t in pairs], language_of(tgt))
     tokenized = [(" ".join(a), " ".join(b)) for a, b in zip(toks_s, toks_t)]
     both = pairs + tokenized
     found: list[set[tuple[int, int]]]

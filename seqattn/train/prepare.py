@@ -82,7 +82,8 @@ def guided_links_file(cfg: Config, out: Path, pairs: list[tuple[str, str]], src:
     given = cfg.training.guided_alignment
     if not given or given != "eflomal":
         return Path(given) if given else None
-    from seqattn.align.statistical import eflomal_links, language_of, require_extra
+    from seqattn.align.statistical import eflomal_links, require_extra
+    from seqattn.textio import language_of
 
     path = out / GUIDED_LINKS
     if path.is_file():
