@@ -193,6 +193,13 @@ def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> Ba
     return Batch(src_t, src_pad, tgt_in, tgt_out, n_tokens=sum(len(t) + 1 for t in tgt))
 
 
+def lengths(seqs: Sequence[Sequence[int]]) -> list[int]:
+    """Each sequence's length; a stored corpus (:class:`seqattn.store.Ragged`) has them
+    without reading its ids."""
+    stored = getattr(seqs, "lengths", None)
+    return stored() if callable(stored) else [len(s) for s in seqs]
+
+
 def bucket_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_tokens: int,
                    seed: int | None) -> list[list[int]]:
     """Group sentence indices into batches of at most ``batch_tokens`` padded tokens.

@@ -28,7 +28,7 @@ import torch
 from seqattn import checkpoint as ckpt
 from seqattn.align.settings import AlignmentSettings
 from seqattn.config import Config, dump_config, load_config
-from seqattn.data import bucket_batches, iterate_batches
+from seqattn.data import bucket_batches, iterate_batches, lengths
 from seqattn.device import pick_device
 from seqattn.errors import ConfigError, DataError, Terminated
 from seqattn.textio import atomic_write
@@ -222,7 +222,7 @@ class _Run:
 
     def epoch_batches(self) -> list[list[int]]:
         c = self.data.train
-        return bucket_batches([len(s) for s in c.src], [len(t) for t in c.tgt],
+        return bucket_batches(lengths(c.src), lengths(c.tgt),
                               self.t.batch_tokens, seed=self.t.seed * 1000 + self.progress.epoch)
 
     def loop(self) -> dict[str, Any]:

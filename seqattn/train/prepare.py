@@ -11,6 +11,7 @@ from seqattn import checkpoint as ckpt
 from seqattn.config import Config
 from seqattn.data import Corpus, encode_corpus, read_parallel, read_pharaoh
 from seqattn.errors import CheckpointError, ConfigError, DataError
+from seqattn.store import checked_lines, stored_corpus
 from seqattn.textio import atomic_write
 from seqattn.vocab import Vocab, train_spm
 
@@ -69,6 +70,9 @@ def prepare_vocab(cfg: Config, out: Path, train_src: Path, train_tgt: Path) -> N
             train_spm([text], out / name.removesuffix(".model"), d.vocab_size, d.spm_type)
 
 
+#: the encoded training pairs (seqattn.store), reused by --resume and re-runs
+CORPUS = "corpus"
+
 #: the links seqattn makes itself (training.guided_alignment: eflomal), kept in the run directory
 GUIDED_LINKS = "guided.eflomal.txt"
 
@@ -102,17 +106,29 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
     d = cfg.data
     paths = {k: _require(getattr(d, k), f"data.{k}")
              for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")}
-    train_pairs = read_parallel(paths["train_src"], paths["train_tgt"])
     valid_pairs = read_parallel(paths["valid_src"], paths["valid_tgt"])
+    n_src, n_tgt = checked_lines(paths["train_src"]), checked_lines(paths["train_tgt"])
+    if n_src != n_tgt:  # before any work (the pairs themselves are read as they are encoded)
+        raise DataError(f"'{paths['train_src']}' has {n_src} lines but '{paths['train_tgt']}' "
+                        f"has {n_tgt}; parallel files must have one line per sentence pair")
+    if not n_src:
+        raise DataError(f"'{paths['train_src']}' and '{paths['train_tgt']}' are empty")
     word_links = None  # read before any work, so a bad file stops the run at once
-    links_file = guided_links_file(cfg, out, train_pairs, paths["train_src"], paths["train_tgt"])
-    if links_file is not None:
+    links_file = None
+    if cfg.training.guided_alignment:  # only guided alignment needs the pairs in memory
+        train_pairs = read_parallel(paths["train_src"], paths["train_tgt"])
+        links_file = guided_links_file(cfg, out, train_pairs, paths["train_src"],
+                                       paths["train_tgt"])
+        assert links_file is not None  # guided_alignment is set
         word_links = read_pharaoh(links_file, len(train_pairs))
+        del train_pairs
     prepare_vocab(cfg, out, paths["train_src"], paths["train_tgt"])
     src_path, tgt_path = ckpt.spm_paths(out)
     src_vocab = Vocab(src_path)
     tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
-    train = encode_corpus(train_pairs, src_vocab, tgt_vocab, d.max_len, word_links)
+    train = stored_corpus(out / CORPUS, paths["train_src"], paths["train_tgt"], src_vocab,
+                          tgt_vocab, d.max_len, sorted({src_path, tgt_path}), word_links,
+                          links_file)
     valid = encode_corpus(valid_pairs, src_vocab, tgt_vocab, None)
     log.info("training pairs: %d kept, %d empty skipped, %d longer than %d pieces skipped",
              len(train), train.skipped_empty, train.skipped_long, d.max_len)

@@ -1,0 +1,247 @@
+"""Training pairs encoded once and stored as token ids on disk, read through a memory map.
+
+A corpus of millions of pairs kept as Python lists of ints costs gigabytes in every process;
+as flat arrays of token ids with one length per pair it is about two bytes per piece, and
+``numpy.memmap`` lets the page cache hold one copy for every process (every torchrun rank) on
+a machine. numpy is the well-kept library for exactly this (fairseq's ``MMapIndexedDataset``
+is the same idea); Arrow through ``datasets`` would add a large dependency for no gain here.
+
+The store lives in the run directory (``corpus/``) and is keyed by the contents of the
+training files, the sentencepiece model(s), the guided-alignment links and ``data.max_len``:
+``--resume`` and a re-run reuse it, a changed file or vocabulary rebuilds it. It is written
+into a temporary directory renamed into place when complete, so a half-written store is never
+read.
+
+Layout (``n`` kept pairs): ``src.ids`` / ``tgt.ids`` (the ids of every kept pair, one after the
+other, uint16 when the vocabulary allows, else uint32), ``src.len`` / ``tgt.len`` (int32, n),
+with guided alignment ``links.ids`` (int16 piece pairs, target then source), ``links.len``
+(int32, n) and ``links.ok`` (uint8, n: 0 where the pair's links did not fit its words), and
+``meta.json`` (the key and the counts of skipped pairs).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import logging
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqattn.data import Corpus, _piece_links
+from seqattn.errors import DataError
+from seqattn.vocab import Vocab
+
+log = logging.getLogger(__name__)
+FORMAT = 1
+CHUNK = 20_000  # pairs encoded at a time
+
+
+class Ragged(Sequence[list[int]]):
+    """``n`` sequences of ints stored end to end; item ``i`` is a list (as a Corpus has).
+
+    Shapes: flat (sum of lengths,), lengths (n,)
+    """
+
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray):
+        self.flat, self.lens = flat, lengths
+        self.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+
+    def __len__(self) -> int:
+        return len(self.lens)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        k = _index(i, len(self))
+        return self.flat[self.offsets[k]: self.offsets[k + 1]].tolist()
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (self[k] for k in range(len(self)))
+
+    def lengths(self) -> list[int]:
+        return self.lens.tolist()
+
+
+class StoredLinks(Sequence[Any]):
+    """Piece links per pair, as :attr:`Corpus.links` holds them (None: links that did not fit)."""
+
+    def __init__(self, pairs: Ragged, ok: np.ndarray):
+        self.pairs, self.ok = pairs, ok
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        k = _index(i, len(self))
+        if not self.ok[k]:
+            return None
+        flat = self.pairs[k]
+        return list(zip(flat[0::2], flat[1::2]))
+
+
+def _index(i: int, n: int) -> int:
+    """``i`` as a list takes it (negative from the end), or IndexError."""
+    k = int(i) + n if i < 0 else int(i)
+    if not 0 <= k < n:
+        raise IndexError(f"index {i} out of range for {n} pairs")
+    return k
+
+
+def store_key(files: Sequence[Path], settings: str) -> str:
+    """A digest of the files' contents and ``settings``: the store is valid while it holds."""
+    digest = hashlib.sha256(f"seqattn-store {FORMAT} {settings}".encode())
+    for path in files:
+        digest.update(str(path.stat().st_size).encode())
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
+
+
+def stored_corpus(folder: Path, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
+                  max_len: int, vocab_files: Sequence[Path],
+                  word_links: Sequence[Sequence[tuple[int, int]]] | None = None,
+                  links_file: Path | None = None) -> Corpus:
+    """The training corpus from ``folder`` when its key matches, else encoded into it first
+    (streaming through the files, ``CHUNK`` pairs at a time, sentencepiece on every core)."""
+    files = [src, tgt, *vocab_files, *([links_file] if links_file is not None else [])]
+    key = store_key(files, f"max_len={max_len} links={word_links is not None}")
+    meta_path = folder / "meta.json"
+    if meta_path.is_file():
+        try:
+            if json.loads(meta_path.read_text(encoding="utf-8")).get("key") == key:
+                log.info("training pairs: the encoded corpus in %s", folder)
+                return open_corpus(folder)
+        except (OSError, ValueError):
+            pass  # unreadable: built again
+    _build(folder, key, src, tgt, src_vocab, tgt_vocab, max_len, word_links)
+    return open_corpus(folder)
+
+
+def open_corpus(folder: Path) -> Corpus:
+    """A stored corpus, memory-mapped (nothing of it is read until a batch needs it)."""
+    meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    dtype = np.dtype(meta["dtype"])
+
+    def ragged(name: str, kind: Any) -> Ragged:
+        lens = np.fromfile(folder / f"{name}.len", dtype=np.int32)
+        ids = folder / f"{name}.ids"
+        flat = np.memmap(ids, dtype=kind, mode="r") if ids.stat().st_size else \
+            np.zeros(0, dtype=kind)
+        return Ragged(flat, lens)
+
+    links = None
+    if meta["links"]:
+        links = StoredLinks(ragged("links", np.int16),
+                            np.fromfile(folder / "links.ok", dtype=np.uint8))
+    corpus = Corpus(ragged("src", dtype), ragged("tgt", dtype),  # type: ignore[arg-type]
+                    skipped_empty=meta["skipped_empty"], skipped_long=meta["skipped_long"],
+                    links=links, unusable_links=meta["unusable_links"])  # type: ignore[arg-type]
+    return corpus
+
+
+def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
+           max_len: int, word_links: Sequence[Sequence[tuple[int, int]]] | None) -> None:
+    size = max(len(src_vocab), len(tgt_vocab))
+    dtype = np.uint16 if size <= np.iinfo(np.uint16).max + 1 else np.uint32
+    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    counts = {"pairs": 0, "skipped_empty": 0, "skipped_long": 0, "unusable_links": 0}
+    threads = os.cpu_count() or 1
+    names = ["src.ids", "src.len", "tgt.ids", "tgt.len"] + \
+        (["links.ids", "links.len", "links.ok"] if word_links is not None else [])
+    try:
+        out = {name: open(tmp / name, "wb") for name in names}
+        try:
+            for start, chunk in _chunks(src, tgt):
+                keep = [k for k, (s, t) in enumerate(chunk) if s.strip() and t.strip()]
+                counts["skipped_empty"] += len(chunk) - len(keep)
+                s_ids = src_vocab.sp.encode([chunk[k][0] for k in keep], out_type=int,
+                                            num_threads=threads)
+                t_ids = tgt_vocab.sp.encode([chunk[k][1] for k in keep], out_type=int,
+                                            num_threads=threads)
+                kept = [(k, s, t) for k, s, t in zip(keep, s_ids, t_ids)
+                        if len(s) + 1 <= max_len and len(t) + 1 <= max_len]
+                counts["skipped_long"] += len(keep) - len(kept)
+                counts["pairs"] += len(kept)
+                _write(out, "src", [s for _, s, _ in kept], dtype)
+                _write(out, "tgt", [t for _, _, t in kept], dtype)
+                if word_links is not None:
+                    found = [_piece_links(src_vocab, tgt_vocab, chunk[k], s, t,
+                                          word_links[start + k]) for k, s, t in kept]
+                    counts["unusable_links"] += sum(f is None for f in found)
+                    _write(out, "links", [[x for pair in f or () for x in pair] for f in found],
+                           np.int16)
+                    np.array([f is not None for f in found], dtype=np.uint8).tofile(
+                        out["links.ok"])
+        finally:
+            for f in out.values():
+                f.close()
+        meta = {"format": FORMAT, "key": key, "dtype": np.dtype(dtype).name,
+                "links": word_links is not None, **counts}
+        (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
+        if folder.exists():
+            shutil.rmtree(folder)
+        os.rename(tmp, folder)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("training pairs encoded into %s (%d kept)", folder, counts["pairs"])
+
+
+def _write(out: dict[str, Any], name: str, seqs: list[list[int]], dtype: Any) -> None:
+    np.array([len(s) for s in seqs], dtype=np.int32).tofile(out[f"{name}.len"])
+    np.fromiter(itertools.chain.from_iterable(seqs), dtype=dtype).tofile(out[f"{name}.ids"])
+
+
+def _chunks(src: Path, tgt: Path) -> Iterator[tuple[int, list[tuple[str, str]]]]:
+    """(index of the first pair, pairs) ``CHUNK`` at a time; unequal line counts are an error."""
+    start = 0
+    s_lines, t_lines = _lines(src), _lines(tgt)
+    while True:
+        s_chunk = list(itertools.islice(s_lines, CHUNK))
+        t_chunk = list(itertools.islice(t_lines, CHUNK))
+        if len(s_chunk) != len(t_chunk):
+            raise DataError(f"'{src}' and '{tgt}' have different numbers of lines; parallel "
+                            "files must have one line per sentence pair")
+        if not s_chunk:
+            return
+        yield start, list(zip(s_chunk, t_chunk))
+        start += len(s_chunk)
+
+
+def _lines(path: Path) -> Iterator[str]:
+    """A training file's lines, lazily (``*.gz`` decompressed), without their endings; as
+    :func:`seqattn.textio.read_lines`, invalid UTF-8 or a NUL byte is a one-line DataError."""
+    import gzip
+
+    opener: Any = gzip.open if path.suffix == ".gz" else open
+    number = 0
+    try:
+        with opener(path, "rb") as f:
+            for number, raw in enumerate(f, start=1):
+                if b"\0" in raw:
+                    raise DataError(f"'{path}' is a binary file (it contains NUL bytes), not "
+                                    "text")
+                try:
+                    yield raw.decode("utf-8").rstrip("\r\n")
+                except UnicodeDecodeError:
+                    raise DataError(f"'{path}' is not valid UTF-8 (line {number})") from None
+    except OSError as e:  # EIO and the like: bad input, named
+        raise DataError(f"cannot read '{path}' at line {number + 1}: {e.strerror or e}") \
+            from None
+
+
+def checked_lines(path: Path) -> int:
+    """The number of lines of a training file, read through once as :func:`_lines` reads it:
+    a binary, unreadable or not-UTF-8 file is a one-line DataError before any work."""
+    return sum(1 for _ in _lines(path))

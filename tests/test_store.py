@@ -1,0 +1,96 @@
+"""The encoded, memory-mapped training corpus (issue 18): the same pairs as encode_corpus
+gives, kept in the run directory, reused while its inputs hold, never read half-written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from seqattn import store
+from seqattn.data import encode_corpus, lengths, read_parallel
+from seqattn.vocab import Vocab, segment
+from tests.conftest import SAMPLE
+
+
+@pytest.fixture(scope="module")
+def vocab(tiny_transformer) -> Vocab:
+    return Vocab(tiny_transformer / "spm.model")
+
+
+@pytest.fixture
+def files(tmp_path) -> tuple[Path, Path]:
+    src = (SAMPLE / "train.en").read_text(encoding="utf-8").splitlines()[:300]
+    tgt = (SAMPLE / "train.de").read_text(encoding="utf-8").splitlines()[:300]
+    src[5], tgt[7] = "", "   "                       # two empty pairs
+    src[9] = " ".join(["dog"] * 150)                  # one too long for max_len 100
+    (tmp_path / "t.en").write_text("\n".join(src) + "\n", encoding="utf-8")
+    (tmp_path / "t.de").write_text("\n".join(tgt) + "\n", encoding="utf-8")
+    return tmp_path / "t.en", tmp_path / "t.de"
+
+
+def _diagonal(pairs):
+    return [[(i, i) for i in range(min(len(s.split()), len(t.split())))] for s, t in pairs]
+
+
+def test_the_store_holds_what_encode_corpus_gives(files, vocab, tmp_path, tiny_transformer):
+    pairs = read_parallel(*files)
+    links = _diagonal(pairs)
+    ref = encode_corpus(pairs, vocab, vocab, 100, links)
+    got = store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100,
+                              [tiny_transformer / "spm.model"], links)
+    assert got.skipped_empty == ref.skipped_empty == 2 and ref.skipped_long >= 1
+    assert len(got) == len(ref) and got.skipped_long == ref.skipped_long
+    assert list(got.src) == ref.src and list(got.tgt) == ref.tgt
+    assert lengths(got.src) == [len(s) for s in ref.src]
+    assert list(got.links) == ref.links and got.unusable_links == ref.unusable_links
+    assert got.src[3] == ref.src[3] and got.src[-1] == ref.src[-1]
+
+
+def test_the_store_is_reused_and_rebuilt_when_an_input_changes(files, vocab, tmp_path,
+                                                               tiny_transformer, monkeypatch):
+    spm = [tiny_transformer / "spm.model"]
+    first = store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100, spm)
+    built = []
+    real = store._build
+    monkeypatch.setattr(store, "_build", lambda *a: built.append(1) or real(*a))
+    again = store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100, spm)
+    assert built == [] and list(again.src) == list(first.src)
+    files[0].write_text("A dog.\n" * 300, encoding="utf-8")          # a changed file
+    changed = store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100, spm)
+    assert built == [1] and changed.src[0] == segment(vocab.sp, "A dog.").ids
+    store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 90, spm)  # other max_len
+    assert built == [1, 1]
+
+
+def test_a_half_written_store_is_never_used(files, vocab, tmp_path, tiny_transformer,
+                                            monkeypatch):
+    spm = [tiny_transformer / "spm.model"]
+
+    def killed(*args):
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(store, "_write", killed)
+        with pytest.raises(KeyboardInterrupt):
+            store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100, spm)
+    assert not (tmp_path / "corpus").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".corpus")]
+    ok = store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100, spm)
+    assert len(ok) == len(encode_corpus(read_parallel(*files), vocab, vocab, 100))
+
+
+def test_a_training_run_keeps_its_store_and_resume_reuses_it(tmp_path):
+    from seqattn.config import config_from_dict
+    from seqattn.train import train
+    from tests.test_train import _corpus
+
+    cfg = config_from_dict({}, _corpus(tmp_path) + ["training.max_steps=2",
+                                                    "training.valid_every=2"])
+    train(cfg, tmp_path / "run")
+    meta = tmp_path / "run" / "corpus" / "meta.json"
+    stamp = meta.stat().st_mtime_ns
+    train(config_from_dict({}, _corpus(tmp_path) + ["training.max_steps=4",
+                                                     "training.valid_every=2"]),
+          tmp_path / "run", resume=True)
+    assert meta.stat().st_mtime_ns == stamp                           # not rebuilt
