@@ -57,6 +57,9 @@ class DataConfig:
     src_spm_model: str | None = None  # reuse (separate vocabularies)
     tgt_spm_model: str | None = None
     max_len: int = _num(100, lo=1, doc="training pairs longer than this (in pieces) are skipped")
+    max_ratio: float | None = _num(None, lo=1.0, doc="training pairs whose longer side has more "
+                                   "than this many times the pieces of the shorter are skipped "
+                                   "(misaligned lines in noisy corpora); None keeps them")
 
 
 @dataclass(frozen=True)

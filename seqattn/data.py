@@ -109,6 +109,7 @@ class Corpus:
     skipped_long: int = 0
     links: list[list[tuple[int, int]] | None] | None = None  # guided alignment, piece level
     unusable_links: int = 0  # pairs whose alignment line did not fit the text
+    skipped_ratio: int = 0  # pairs whose sides' lengths differ more than data.max_ratio
 
     def __len__(self) -> int:
         return len(self.src)

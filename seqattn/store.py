@@ -109,11 +109,12 @@ def store_key(files: Sequence[Path], settings: str) -> str:
 def stored_corpus(folder: Path, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
                   max_len: int, vocab_files: Sequence[Path],
                   word_links: Sequence[Sequence[tuple[int, int]]] | None = None,
-                  links_file: Path | None = None) -> Corpus:
+                  links_file: Path | None = None, max_ratio: float | None = None) -> Corpus:
     """The training corpus from ``folder`` when its key matches, else encoded into it first
     (streaming through the files, ``CHUNK`` pairs at a time, sentencepiece on every core)."""
     files = [src, tgt, *vocab_files, *([links_file] if links_file is not None else [])]
-    key = store_key(files, f"max_len={max_len} links={word_links is not None}")
+    key = store_key(files, f"max_len={max_len} max_ratio={max_ratio} "
+                           f"links={word_links is not None}")
     meta_path = folder / "meta.json"
     if meta_path.is_file():
         try:
@@ -122,7 +123,7 @@ def stored_corpus(folder: Path, src: Path, tgt: Path, src_vocab: Vocab, tgt_voca
                 return open_corpus(folder)
         except (OSError, ValueError):
             pass  # unreadable: built again
-    _build(folder, key, src, tgt, src_vocab, tgt_vocab, max_len, word_links)
+    _build(folder, key, src, tgt, src_vocab, tgt_vocab, max_len, word_links, max_ratio)
     return open_corpus(folder)
 
 
@@ -144,18 +145,21 @@ def open_corpus(folder: Path) -> Corpus:
                             np.fromfile(folder / "links.ok", dtype=np.uint8))
     corpus = Corpus(ragged("src", dtype), ragged("tgt", dtype),  # type: ignore[arg-type]
                     skipped_empty=meta["skipped_empty"], skipped_long=meta["skipped_long"],
-                    links=links, unusable_links=meta["unusable_links"])  # type: ignore[arg-type]
+                    links=links, unusable_links=meta["unusable_links"],  # type: ignore[arg-type]
+                    skipped_ratio=meta.get("skipped_ratio", 0))
     return corpus
 
 
 def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
-           max_len: int, word_links: Sequence[Sequence[tuple[int, int]]] | None) -> None:
+           max_len: int, word_links: Sequence[Sequence[tuple[int, int]]] | None,
+           max_ratio: float | None = None) -> None:
     size = max(len(src_vocab), len(tgt_vocab))
     dtype = np.uint16 if size <= np.iinfo(np.uint16).max + 1 else np.uint32
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    counts = {"pairs": 0, "skipped_empty": 0, "skipped_long": 0, "unusable_links": 0}
+    counts = {"pairs": 0, "skipped_empty": 0, "skipped_long": 0, "skipped_ratio": 0,
+              "unusable_links": 0}
     threads = os.cpu_count() or 1
     names = ["src.ids", "src.len", "tgt.ids", "tgt.len"] + \
         (["links.ids", "links.len", "links.ok"] if word_links is not None else [])
@@ -169,9 +173,13 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
                                             num_threads=threads)
                 t_ids = tgt_vocab.sp.encode([chunk[k][1] for k in keep], out_type=int,
                                             num_threads=threads)
-                kept = [(k, s, t) for k, s, t in zip(keep, s_ids, t_ids)
-                        if len(s) + 1 <= max_len and len(t) + 1 <= max_len]
-                counts["skipped_long"] += len(keep) - len(kept)
+                short = [(k, s, t) for k, s, t in zip(keep, s_ids, t_ids)
+                         if len(s) + 1 <= max_len and len(t) + 1 <= max_len]
+                counts["skipped_long"] += len(keep) - len(short)
+                kept = [(k, s, t) for k, s, t in short
+                        if max_ratio is None or max(len(s), len(t)) <= max_ratio * max(
+                            1, min(len(s), len(t)))]
+                counts["skipped_ratio"] += len(short) - len(kept)
                 counts["pairs"] += len(kept)
                 _write(out, "src", [s for _, s, _ in kept], dtype)
                 _write(out, "tgt", [t for _, _, t in kept], dtype)

@@ -94,3 +94,31 @@ def test_a_training_run_keeps_its_store_and_resume_reuses_it(tmp_path):
                                                      "training.valid_every=2"]),
           tmp_path / "run", resume=True)
     assert meta.stat().st_mtime_ns == stamp                           # not rebuilt
+
+
+def test_length_ratio_filtering_is_counted(files, vocab, tmp_path, tiny_transformer):
+    """data.max_ratio: a pair whose longer side has more than r times the pieces of the shorter
+    is skipped and counted; the kept pairs are encode_corpus's pairs within the ratio."""
+    ref = encode_corpus(read_parallel(*files), vocab, vocab, 100)
+    within = [(s, t) for s, t in zip(ref.src, ref.tgt)
+              if max(len(s), len(t)) <= 1.3 * max(1, min(len(s), len(t)))]
+    assert 0 < len(within) < len(ref)
+    got = store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100,
+                              [tiny_transformer / "spm.model"], max_ratio=1.3)
+    assert list(zip(got.src, got.tgt)) == within
+    assert got.skipped_ratio == len(ref) - len(within) and got.skipped_long == ref.skipped_long
+
+
+def test_training_reports_the_ratio_filter(tmp_path, capsys):
+    from seqattn.cli import run
+    from tests.test_train import _corpus
+
+    args = ["train", "--out", str(tmp_path / "run"), "--set", "training.max_steps=1",
+            "--set", "training.valid_every=1", "--set", "data.max_ratio=1.2"]
+    for item in _corpus(tmp_path):
+        args += ["--set", item]
+    assert run(args) == 0
+    err = capsys.readouterr().err
+    assert "with a length ratio above 1.2 skipped" in err
+    assert run(["train", "--out", str(tmp_path / "x"), "--set", "data.max_ratio=0.5"]) == 2
+    assert "data.max_ratio must be >= 1" in capsys.readouterr().err

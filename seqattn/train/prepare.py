@@ -128,10 +128,12 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
     tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
     train = stored_corpus(out / CORPUS, paths["train_src"], paths["train_tgt"], src_vocab,
                           tgt_vocab, d.max_len, sorted({src_path, tgt_path}), word_links,
-                          links_file)
+                          links_file, d.max_ratio)
     valid = encode_corpus(valid_pairs, src_vocab, tgt_vocab, None)
-    log.info("training pairs: %d kept, %d empty skipped, %d longer than %d pieces skipped",
-             len(train), train.skipped_empty, train.skipped_long, d.max_len)
+    log.info("training pairs: %d kept, %d empty skipped, %d longer than %d pieces skipped%s",
+             len(train), train.skipped_empty, train.skipped_long, d.max_len,
+             "" if d.max_ratio is None else
+             f", {train.skipped_ratio} with a length ratio above {d.max_ratio:g} skipped")
     if train.links is not None:
         log.info("guided alignment: %d pairs supervised, %d without links, %d whose links do "
                  "not fit their words (skipped)",
@@ -144,7 +146,8 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
                             "tokenized)? It must index the whitespace words of the training files")
     if not len(train):
         raise DataError(f"no usable training pairs in '{paths['train_src']}' / "
-                        f"'{paths['train_tgt']}' (all empty or longer than data.max_len)")
+                        f"'{paths['train_tgt']}' (all empty, longer than data.max_len or beyond "
+                        "data.max_ratio)")
     if not len(valid):
         raise DataError(f"no usable validation pairs in '{paths['valid_src']}'")
     kept = [(s, t) for s, t in valid_pairs if s.strip() and t.strip()]
