@@ -43,6 +43,20 @@ def _check_ranges(obj: Any, section: str) -> None:
 
 
 @dataclass(frozen=True)
+class ExtraCorpus:
+    """One more training corpus beside ``data.train_src``/``train_tgt`` and its weight: the
+    pairs drawn from it each epoch are ``weight`` times its size (2: every pair twice; 0.3: a
+    random 30 %, drawn again each epoch), the main corpus counting once."""
+
+    src: str
+    tgt: str
+    weight: float = _num(1.0, lo=0.0)
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, "data.corpora[]")
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Parallel text and sentencepiece subwords."""
 
@@ -57,6 +71,7 @@ class DataConfig:
     src_spm_model: str | None = None  # reuse (separate vocabularies)
     tgt_spm_model: str | None = None
     max_len: int = _num(100, lo=1, doc="training pairs longer than this (in pieces) are skipped")
+    corpora: tuple[ExtraCorpus, ...] = ()  # more training corpora, each with a weight
     max_ratio: float | None = _num(None, lo=1.0, doc="training pairs whose longer side has more "
                                    "than this many times the pieces of the shorter are skipped "
                                    "(misaligned lines in noisy corpora); None keeps them")
@@ -289,7 +304,7 @@ def config_to_dict(cfg: Any) -> dict[str, Any]:
         if dataclasses.is_dataclass(value):
             value = config_to_dict(value)
         elif isinstance(value, tuple):
-            value = list(value)
+            value = [config_to_dict(v) if dataclasses.is_dataclass(v) else v for v in value]
         out[f.name] = value
     return out
 
@@ -359,6 +374,10 @@ def _build(cls: type, raw: Any, prefix: str) -> Any:
     hints = _hints(cls)
     kwargs = {}
     for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and \
+            f.default_factory is dataclasses.MISSING
+        if required and f.name not in raw:
+            raise ConfigError(f"{prefix}{f.name} is required")
         if f.name in raw:
             kwargs[f.name] = _coerce(raw[f.name], hints[f.name], f"{prefix}{f.name}", f.metadata)
         elif dataclasses.is_dataclass(hints[f.name]):
@@ -385,6 +404,10 @@ def _coerce(value: Any, tp: Any, path: str, meta: Any = None) -> Any:
                 f"{path} must be one of: {', '.join(map(str, args))}; got {_show(value)}"
             )
         return value
+    if origin is tuple and len(args) == 2 and args[1] is Ellipsis:  # tuple[X, ...]
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} must be a list, got {_show(value)}")
+        return tuple(_coerce(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or len(value) != len(args):
             raise ConfigError(f"{path} must be a list of {len(args)} numbers, got {_show(value)}")

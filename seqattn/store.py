@@ -68,6 +68,61 @@ class Ragged(Sequence[list[int]]):
         return self.lens.tolist()
 
 
+class Joined(Sequence[list[int]]):
+    """Several stored corpora's sequences as one: item ``i`` of the whole, the parts end to end."""
+
+    def __init__(self, parts: Sequence[Ragged]):
+        self.parts = list(parts)
+        self.starts = np.cumsum([0] + [len(p) for p in self.parts])
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        k = _index(i, len(self))
+        part = int(np.searchsorted(self.starts, k, side="right")) - 1
+        return self.parts[part][k - int(self.starts[part])]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return (x for p in self.parts for x in p)
+
+    def lengths(self) -> list[int]:
+        return [n for p in self.parts for n in p.lengths()]
+
+
+def joined(corpora: Sequence[Corpus]) -> Corpus:
+    """Stored corpora as one (guided-alignment links are not joined: the parts have none)."""
+    if len(corpora) == 1:
+        return corpora[0]
+    srcs: list[Any] = [c.src for c in corpora]  # stored: each a Ragged
+    tgts: list[Any] = [c.tgt for c in corpora]
+    return Corpus(Joined(srcs), Joined(tgts),  # type: ignore[arg-type]
+                  skipped_empty=sum(c.skipped_empty for c in corpora),
+                  skipped_long=sum(c.skipped_long for c in corpora),
+                  skipped_ratio=sum(c.skipped_ratio for c in corpora))
+
+
+def epoch_sample(sizes: Sequence[int], weights: Sequence[float], seed: int) -> np.ndarray:
+    """The pairs of one epoch of corpora laid end to end, each drawn ``weight`` times its size:
+    every pair ``floor(weight)`` times, and a seeded random ``weight - floor(weight)`` share of
+    them once more.
+
+    Shapes: -> (sum of round(weight * size),) int64 indices into the joined corpus
+    """
+    rng = np.random.default_rng(seed)
+    picked, start = [], 0
+    for n, w in zip(sizes, weights):
+        whole, share = int(w), w - int(w)
+        picked += [np.arange(start, start + n, dtype=np.int64)] * whole
+        extra = int(round(share * n))
+        if extra:
+            picked.append(start + np.sort(rng.choice(n, size=extra, replace=False)))
+        start += n
+    return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+
+
 class StoredLinks(Sequence[Any]):
     """Piece links per pair, as :attr:`Corpus.links` holds them (None: links that did not fit)."""
 

@@ -3,6 +3,7 @@ gives, kept in the run directory, reused while its inputs hold, never read half-
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,54 @@ def test_training_reports_the_ratio_filter(tmp_path, capsys):
     assert "with a length ratio above 1.2 skipped" in err
     assert run(["train", "--out", str(tmp_path / "x"), "--set", "data.max_ratio=0.5"]) == 2
     assert "data.max_ratio must be >= 1" in capsys.readouterr().err
+
+
+def test_epoch_sample_draws_each_corpus_its_weight_times():
+    from collections import Counter
+
+    sample = store.epoch_sample([3, 4], [1.0, 2.5], seed=7)
+    counts = Counter(sample.tolist())
+    assert len(sample) == 3 + 10
+    assert all(counts[i] == 1 for i in range(3))                 # the main corpus once
+    assert sorted(counts[i] for i in range(3, 7)) == [2, 2, 3, 3]  # twice, half of them thrice
+    assert (store.epoch_sample([3, 4], [1.0, 2.5], seed=7) == sample).all()
+    other = {tuple(store.epoch_sample([3, 40], [1.0, 0.5], seed=s).tolist()) for s in range(5)}
+    assert len(other) > 1                                         # another draw each epoch
+    assert len(store.epoch_sample([3, 40], [0.0, 0.5], seed=1)) == 20
+
+
+def test_joined_corpora_read_as_one(files, vocab, tmp_path, tiny_transformer):
+    spm = [tiny_transformer / "spm.model"]
+    a = store.stored_corpus(tmp_path / "a", *files, vocab, vocab, 100, spm)
+    b = store.stored_corpus(tmp_path / "b", *files, vocab, vocab, 50, spm)
+    both = store.joined([a, b])
+    assert len(both) == len(a) + len(b) and list(both.src) == list(a.src) + list(b.src)
+    assert both.src[len(a)] == b.src[0] and both.tgt[-1] == b.tgt[-1]
+    assert lengths(both.tgt) == lengths(a.tgt) + lengths(b.tgt)
+    assert both.skipped_long == a.skipped_long + b.skipped_long
+
+
+def test_training_on_weighted_corpora(tmp_path, capsys):
+    from seqattn.cli import run
+    from tests.test_train import _corpus
+
+    base = _corpus(tmp_path)
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    for lang in ("en", "de"):
+        lines = (SAMPLE / f"train.{lang}").read_text(encoding="utf-8").splitlines()[200:260]
+        (extra / f"x.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["train", "--out", str(tmp_path / "run"), "--set", "training.max_steps=2",
+            "--set", "training.valid_every=2", "--set",
+            f"data.corpora=[{{src: {extra / 'x.en'}, tgt: {extra / 'x.de'}, weight: 2}}]"]
+    for item in base:
+        args += ["--set", item]
+    assert run(args) == 0
+    err = capsys.readouterr().err
+    found = re.search(r"x\.en: (\d+) pairs kept .* weight 2: (\d+) per epoch", err)
+    assert found and int(found[2]) == 2 * int(found[1]) and 50 < int(found[1]) <= 60
+    assert (tmp_path / "run" / "corpus-1" / "meta.json").is_file()
+    guided = args[:2] + [str(tmp_path / "g")] + args[3:] + [
+        "--set", f"training.guided_alignment={extra / 'x.en'}"]
+    assert run(guided) == 2
+    assert "data.corpora and training.guided_alignment" in capsys.readouterr().err

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from seqattn import checkpoint as ckpt
@@ -221,9 +222,17 @@ class _Run:
         self.guided = guided_view(cfg)
 
     def epoch_batches(self) -> list[list[int]]:
-        c = self.data.train
-        return bucket_batches(lengths(c.src), lengths(c.tgt),
-                              self.t.batch_tokens, seed=self.t.seed * 1000 + self.progress.epoch)
+        c, seed = self.data.train, self.t.seed * 1000 + self.progress.epoch
+        if self.data.parts is None:
+            return bucket_batches(lengths(c.src), lengths(c.tgt), self.t.batch_tokens, seed=seed)
+        from seqattn.store import epoch_sample
+
+        sizes, weights = zip(*self.data.parts)                 # several corpora, weighted
+        sample = epoch_sample(sizes, weights, seed)            # (this epoch's pairs,)
+        src, tgt = np.asarray(lengths(c.src)), np.asarray(lengths(c.tgt))
+        batches = bucket_batches(src[sample].tolist(), tgt[sample].tolist(),
+                                 self.t.batch_tokens, seed=seed)
+        return [sample[b].tolist() for b in batches]
 
     def loop(self) -> dict[str, Any]:
         p, t = self.progress, self.t

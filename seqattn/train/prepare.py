@@ -11,7 +11,7 @@ from seqattn import checkpoint as ckpt
 from seqattn.config import Config
 from seqattn.data import Corpus, encode_corpus, read_parallel, read_pharaoh
 from seqattn.errors import CheckpointError, ConfigError, DataError
-from seqattn.store import checked_lines, stored_corpus
+from seqattn.store import checked_lines, joined, stored_corpus
 from seqattn.textio import atomic_write
 from seqattn.vocab import Vocab, train_spm
 
@@ -26,6 +26,8 @@ class TrainData:
     valid: Corpus
     valid_src: list[str] = field(default_factory=list)   # raw text, for BLEU
     valid_ref: list[str] = field(default_factory=list)
+    #: with data.corpora: each corpus's kept pairs and weight (the main one first, weight 1)
+    parts: list[tuple[int, float]] | None = None
 
 
 def _require(path: str | None, key: str) -> Path:
@@ -113,6 +115,15 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
                         f"has {n_tgt}; parallel files must have one line per sentence pair")
     if not n_src:
         raise DataError(f"'{paths['train_src']}' and '{paths['train_tgt']}' are empty")
+    for k, c in enumerate(d.corpora):  # every corpus checked before any work
+        if cfg.training.guided_alignment:
+            raise ConfigError("data.corpora and training.guided_alignment do not go together "
+                              "yet: the links cover data.train_src only")
+        extra = {side: _require(getattr(c, side), f"data.corpora[{k}].{side}")
+                 for side in ("src", "tgt")}
+        if checked_lines(extra["src"]) != checked_lines(extra["tgt"]):
+            raise DataError(f"data.corpora[{k}]: '{c.src}' and '{c.tgt}' have different "
+                            "numbers of lines; parallel files must have one line per pair")
     word_links = None  # read before any work, so a bad file stops the run at once
     links_file = None
     if cfg.training.guided_alignment:  # only guided alignment needs the pairs in memory
@@ -126,9 +137,20 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
     src_path, tgt_path = ckpt.spm_paths(out)
     src_vocab = Vocab(src_path)
     tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
-    train = stored_corpus(out / CORPUS, paths["train_src"], paths["train_tgt"], src_vocab,
-                          tgt_vocab, d.max_len, sorted({src_path, tgt_path}), word_links,
-                          links_file, d.max_ratio)
+    vocab_files = sorted({src_path, tgt_path})
+    main = stored_corpus(out / CORPUS, paths["train_src"], paths["train_tgt"], src_vocab,
+                         tgt_vocab, d.max_len, vocab_files, word_links, links_file, d.max_ratio)
+    extras = [stored_corpus(out / f"{CORPUS}-{k + 1}", Path(c.src), Path(c.tgt), src_vocab,
+                            tgt_vocab, d.max_len, vocab_files, max_ratio=d.max_ratio)
+              for k, c in enumerate(d.corpora)]
+    train = joined([main, *extras])
+    parts = None
+    if extras:
+        parts = [(len(main), 1.0)] + [(len(x), c.weight) for x, c in zip(extras, d.corpora)]
+        for (n, w), c, x in zip(parts[1:], d.corpora, extras):
+            log.info("corpus %s: %d pairs kept (%d empty, %d too long, %d beyond the ratio "
+                     "skipped), weight %g: %d per epoch", c.src, n, x.skipped_empty,
+                     x.skipped_long, x.skipped_ratio, w, round(w * n))
     valid = encode_corpus(valid_pairs, src_vocab, tgt_vocab, None)
     log.info("training pairs: %d kept, %d empty skipped, %d longer than %d pieces skipped%s",
              len(train), train.skipped_empty, train.skipped_long, d.max_len,
@@ -152,4 +174,4 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
         raise DataError(f"no usable validation pairs in '{paths['valid_src']}'")
     kept = [(s, t) for s, t in valid_pairs if s.strip() and t.strip()]
     return TrainData(src_vocab, tgt_vocab, train, valid, [s for s, _ in kept],
-                     [t for _, t in kept])
+                     [t for _, t in kept], parts)
