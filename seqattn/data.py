@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-import random
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -202,36 +202,37 @@ def lengths(seqs: Sequence[Sequence[int]]) -> list[int]:
 
 
 def bucket_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_tokens: int,
-                   seed: int | None) -> list[list[int]]:
+                   seed: int | None) -> list[Any]:
     """Group sentence indices into batches of at most ``batch_tokens`` padded tokens.
 
     Sentences are sorted by length (with a little seeded noise so epochs differ), cut into
     batches whose padded size ``n * max(len)`` (source or target, whichever is larger) stays
     within the budget, and the batch order is shuffled. ``seed=None`` keeps the sorted order
     (for validation). A sentence longer than the budget still gets a batch of its own.
+
+    Each batch is an int64 array of indices (numpy: a million pairs cost 8 MB of indices, not a
+    Python int each); the sorting and shuffling draw from ``numpy.random.default_rng(seed)``.
     """
-    rng = random.Random(seed)
-    sizes = [max(s, t) + 1 for s, t in zip(src_lens, tgt_lens)]
-    noise = [rng.random() for _ in sizes] if seed is not None else [0.0] * len(sizes)
-    order = sorted(range(len(sizes)), key=lambda i: (sizes[i] + noise[i] * 2, tgt_lens[i]))
-    batches: list[list[int]] = []
-    current: list[int] = []
-    longest = 0
-    for i in order:
-        longest_if_added = max(longest, sizes[i])
-        if current and longest_if_added * (len(current) + 1) > batch_tokens:
-            batches.append(current)
-            current, longest_if_added = [], sizes[i]
-        current.append(i)
-        longest = longest_if_added
-    if current:
-        batches.append(current)
-    if seed is not None:
-        rng.shuffle(batches)
+    import numpy as np
+
+    t = np.asarray(tgt_lens, dtype=np.int64)
+    sizes = np.maximum(np.asarray(src_lens, dtype=np.int64), t) + 1           # (N,)
+    rng = np.random.default_rng(seed) if seed is not None else None
+    keys = sizes + rng.random(len(sizes)) * 2 if rng is not None else sizes
+    order = np.lexsort((t, keys))                   # by key, then target length; stable
+    cuts, count, longest = [], 0, 0
+    for k, size in enumerate(sizes[order].tolist()):  # greedy: the batch's longest so far
+        if count and max(longest, size) * (count + 1) > batch_tokens:
+            cuts.append(k)
+            count, longest = 0, 0
+        count, longest = count + 1, max(longest, size)
+    batches = np.split(order, cuts) if len(order) else []
+    if rng is not None:
+        batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches
 
 
-def iterate_batches(corpus: Corpus, indices: list[list[int]]) -> Iterator[Batch]:
+def iterate_batches(corpus: Corpus, indices: Sequence[Any]) -> Iterator[Batch]:
     for idx in indices:
         batch = make_batch([corpus.src[i] for i in idx], [corpus.tgt[i] for i in idx])
         if corpus.links is not None:

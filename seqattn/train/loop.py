@@ -221,7 +221,7 @@ class _Run:
         self.per_step = self.t.accumulate * world
         self.guided = guided_view(cfg)
 
-    def epoch_batches(self) -> list[list[int]]:
+    def epoch_batches(self) -> list[Any]:
         c, seed = self.data.train, self.t.seed * 1000 + self.progress.epoch
         if self.data.parts is None:
             return bucket_batches(lengths(c.src), lengths(c.tgt), self.t.batch_tokens, seed=seed)
@@ -232,7 +232,7 @@ class _Run:
         src, tgt = np.asarray(lengths(c.src)), np.asarray(lengths(c.tgt))
         batches = bucket_batches(src[sample].tolist(), tgt[sample].tolist(),
                                  self.t.batch_tokens, seed=seed)
-        return [sample[b].tolist() for b in batches]
+        return [sample[b] for b in batches]
 
     def loop(self) -> dict[str, Any]:
         p, t = self.progress, self.t
@@ -278,7 +278,7 @@ class _Run:
         self.write_log(summary)
         return summary
 
-    def update(self, step_batches: list[list[int]]) -> tuple[float, float, int]:
+    def update(self, step_batches: list[Any]) -> tuple[float, float, int]:
         """One optimiser step over this rank's batches; returns summed loss, NLL and tokens."""
         self.wrapped.train()
         c = self.data.train
