@@ -42,7 +42,19 @@ FORMAT = 1
 CHUNK = 20_000  # pairs encoded at a time
 
 
-class Ragged(Sequence[list[int]]):
+class _Indexed(Sequence[Any]):
+    """A read-only sequence: ``[i]`` (negative from the end) and slices through ``_item``."""
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self)))]
+        return self._item(_index(i, len(self)))
+
+    def _item(self, k: int) -> Any:
+        raise NotImplementedError
+
+
+class Ragged(_Indexed):
     """``n`` sequences of ints stored end to end; item ``i`` is a list (as a Corpus has).
 
     Shapes: flat (sum of lengths,), lengths (n,)
@@ -55,10 +67,7 @@ class Ragged(Sequence[list[int]]):
     def __len__(self) -> int:
         return len(self.lens)
 
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        k = _index(i, len(self))
+    def _item(self, k: int) -> list[int]:
         return self.flat[self.offsets[k]: self.offsets[k + 1]].tolist()
 
     def __iter__(self) -> Iterator[list[int]]:
@@ -68,7 +77,7 @@ class Ragged(Sequence[list[int]]):
         return self.lens.tolist()
 
 
-class Joined(Sequence[list[int]]):
+class Joined(_Indexed):
     """Several stored corpora's sequences as one: item ``i`` of the whole, the parts end to end."""
 
     def __init__(self, parts: Sequence[Ragged]):
@@ -78,10 +87,7 @@ class Joined(Sequence[list[int]]):
     def __len__(self) -> int:
         return int(self.starts[-1])
 
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        k = _index(i, len(self))
+    def _item(self, k: int) -> list[int]:
         part = int(np.searchsorted(self.starts, k, side="right")) - 1
         return self.parts[part][k - int(self.starts[part])]
 
@@ -123,7 +129,7 @@ def epoch_sample(sizes: Sequence[int], weights: Sequence[float], seed: int) -> n
     return np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
 
 
-class StoredLinks(Sequence[Any]):
+class StoredLinks(_Indexed):
     """Piece links per pair, as :attr:`Corpus.links` holds them (None: links that did not fit)."""
 
     def __init__(self, pairs: Ragged, ok: np.ndarray):
@@ -132,10 +138,7 @@ class StoredLinks(Sequence[Any]):
     def __len__(self) -> int:
         return len(self.ok)
 
-    def __getitem__(self, i: Any) -> Any:
-        if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self)))]
-        k = _index(i, len(self))
+    def _item(self, k: int) -> Any:
         if not self.ok[k]:
             return None
         flat = self.pairs[k]

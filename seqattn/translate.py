@@ -37,7 +37,7 @@ from seqattn.device import pick_device
 from seqattn.errors import CheckpointError, UsageError
 from seqattn.sentences import fold_caps, restore_caps, split_sentences
 from seqattn.textio import language_of
-from seqattn.vocab import EOS, Segmented, group_pieces, segment, truncate
+from seqattn.vocab import EOS, Segmented, group_pieces, segment, truncate, words_of
 
 log = logging.getLogger(__name__)
 DEFAULT_MODEL = "en-de"
@@ -228,7 +228,7 @@ class Translator:
         if not seg.ids:  # e.g. only zero-width or control characters: nothing to translate
             return Translation(i, text, None)
         if folded is not None and folded.caps:  # the words shown are the ones given
-            seg = Segmented(segment_words(text), seg.pieces, seg.ids, seg.word_of_piece)
+            seg = Segmented(words_of(text), seg.pieces, seg.ids, seg.word_of_piece)
         truncated = len(seg.ids) > self.max_source_pieces
         if truncated:
             log.warning("line %d has a sentence of %d pieces, more than this model takes "
@@ -274,13 +274,6 @@ class Translator:
         if caps:
             text, words = restore_caps(text), [restore_caps(w) for w in words]
         return Hyp(text, pieces, words, word_of_piece, h.score, h.log_prob, weights)
-
-
-def segment_words(text: str) -> list[str]:
-    """Whitespace words, as :func:`seqattn.vocab.segment` cuts them."""
-    import re
-
-    return re.findall(r"\S+", text)
 
 
 def join_sentences(i: int, line: str, parts: list[Translation]) -> Translation:

@@ -134,6 +134,12 @@ class Segmented:
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+def words_of(text: str) -> list[str]:
+    """The whitespace words of ``text`` as :func:`segment` cuts them (lone surrogates as
+    U+FFFD)."""
+    return re.findall(r"\S+", _LONE_SURROGATE.sub("\ufffd", text))
+
+
 def segment(sp: object, text: str) -> Segmented:
     """Encode ``text`` with a SentencePieceProcessor and map every piece to its word.
 
