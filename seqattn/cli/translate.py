@@ -186,12 +186,13 @@ def translate(
             from seqattn.align.numbers import copy_numbers as copy
 
             copy(translator, tr)
-        card = _card(translator, tr, view) if check and tr.hyps else None
-        emit(_record(translator, tr, fmt, attention, view, card), flush=True)
+        seen: dict[int, Any] = {}  # each hypothesis's attention, read once for all outputs
+        card = _card(translator, tr, view, seen) if check and tr.hyps else None
+        emit(_record(translator, tr, fmt, attention, view, card, seen), flush=True)
         if card is not None and fmt is not Format.jsonl and not card.clean:
             log.warning("line %d: %s", tr.id + 1, _summary(card, tr))
         if table_console is not None and tr.hyps:
-            table_console.print(_table(translator, tr, view, card))
+            table_console.print(_table(translator, tr, view, card, seen))
 
 
 def _read(source: str) -> Iterator[str]:
@@ -201,12 +202,21 @@ def _read(source: str) -> Iterator[str]:
     return stream_lines(open_input(source), source)
 
 
-def _card(translator: Any, tr: Any, view: Any) -> Any:
+def _attention(translator: Any, tr: Any, hyp: Any, view: Any, seen: dict[int, Any]) -> Any:
+    """(words, eos) of ``hyp`` under ``view``, computed once per hypothesis (a forced pass for
+    the full-context aligner) however many outputs read it."""
+    if id(hyp) not in seen:
+        from seqattn.align.force import word_attention
+
+        seen[id(hyp)] = word_attention(translator, tr, hyp, view)
+    return seen[id(hyp)]
+
+
+def _card(translator: Any, tr: Any, view: Any, seen: dict[int, Any]) -> Any:
     """The evidence card of the best hypothesis (:mod:`seqattn.align.checks`)."""
     from seqattn.align.checks import evidence
-    from seqattn.align.force import word_attention
 
-    words, eos = word_attention(translator, tr, tr.hyps[0], view)
+    words, eos = _attention(translator, tr, tr.hyps[0], view, seen)
     return evidence(words, eos, tr.hyps[0].words)
 
 
@@ -226,7 +236,7 @@ def _summary(card: Any, tr: Any) -> str:
 
 
 def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any,
-            card: Any = None) -> str:
+            card: Any, seen: dict[int, Any]) -> str:
     if fmt is Format.text:
         return "\t".join(h.text for h in tr.hyps)
     if fmt is Format.tsv:
@@ -234,15 +244,15 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any,
         for h in tr.hyps or [None]:
             cols += [h.text, f"{h.score:.4f}"] if h is not None else ["", ""]
         return "\t".join(cols)
-    obj = _json(translator, tr, attention, view)
+    obj = _json(translator, tr, attention, view, seen)
     if card is not None:
         obj["checks"] = card.as_dict(tr.src.words, tr.hyps[0].words)
     return json.dumps(obj, ensure_ascii=False)
 
 
-def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any]:
-    from seqattn.align.force import align_translation
-    from seqattn.align.links import pharaoh
+def _json(translator: Any, tr: Any, attention: bool, view: Any,
+          seen: dict[int, Any]) -> dict[str, Any]:
+    from seqattn.align.links import extract_links, pharaoh
     from seqattn.align.settings import resolve_extraction
 
     obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
@@ -254,8 +264,8 @@ def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any
     nbest = []
     ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
     for h in tr.hyps:
-        found = align_translation(translator, tr, h, view, ex)
-        words, eos, links = found.words, found.eos, found.links
+        words, eos = _attention(translator, tr, h, view, seen)
+        links = extract_links(words, ex.method, ex.threshold)
         entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
                  "target_words": h.words, "target_pieces": h.pieces,
                  "alignment": pharaoh(links), "links": [list(link) for link in sorted(links)]}
@@ -275,14 +285,13 @@ def _json(translator: Any, tr: Any, attention: bool, view: Any) -> dict[str, Any
     return obj
 
 
-def _table(translator: Any, tr: Any, view: Any, card: Any = None) -> Any:
+def _table(translator: Any, tr: Any, view: Any, card: Any, seen: dict[int, Any]) -> Any:
     from rich.table import Table
 
-    from seqattn.align.force import word_attention
     from seqattn.align.words import entropy
 
     hyp = tr.hyps[0]
-    words, eos = word_attention(translator, tr, hyp, view)
+    words, eos = _attention(translator, tr, hyp, view, seen)
     decoder_layers = translator.model.attention_shape()[0]
     several = translator.model.attention_shape() != (1, 1)  # else one attention: no choice
     where = "" if not several else \
