@@ -23,6 +23,14 @@ TINY_MODELS = {
 }
 
 
+def default_sigint() -> None:
+    """For a child that is sent SIGINT as a terminal would: a test run started in the
+    background (nohup, `cmd &`) inherits SIGINT ignored, which the CLI then keeps ignored."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def make_model_dir(path: Path, kind: str, seed: int = 0) -> Path:
     """A complete model directory with random weights: enough to test decoding and I/O."""
     import torch

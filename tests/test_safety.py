@@ -20,7 +20,7 @@ import pytest
 
 from seqattn.checkpoint import read_meta, write_meta
 from seqattn.cli import run
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, default_sigint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -294,6 +294,7 @@ def test_ctrl_c_while_the_interpreter_cleans_up_exits_130_with_one_line(tmp_path
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     for mode, code in (("interrupt", 130), ("finish", 0)):
         proc = subprocess.run([sys.executable, str(script), mode], capture_output=True,
+                              preexec_fn=default_sigint,
                               text=True, timeout=120, env=env)
         assert proc.returncode == code, proc.stderr
         assert "Traceback" not in proc.stderr and "Exception ignored" not in proc.stderr

@@ -13,7 +13,7 @@ import torch
 
 from seqattn.cli import run
 from seqattn.config import config_from_dict
-from tests.conftest import SAMPLE
+from tests.conftest import SAMPLE, default_sigint
 
 
 def _corpus(tmp: Path, n_train: int = 160, n_valid: int = 12) -> list[str]:
@@ -215,7 +215,8 @@ def test_ctrl_c_or_sigterm_saves_a_checkpoint(tmp_path, sig, code, word):
     cmd = [sys.executable, "-m", "seqattn", "train", "--out", str(out)]
     for item in base:
         cmd += ["--set", item]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)
     log = out / "train.jsonl"
     deadline = time.time() + 300
     while time.time() < deadline and not (log.exists() and log.read_text().count("\n") >= 2):
