@@ -3,6 +3,7 @@
     python bench/scale.py make --out runs/scale                 # the 1,015,000-pair corpus
     python bench/scale.py make --out runs/scale5 --repeat 175   # about 5 M pairs
     python bench/scale.py run --corpus runs/scale --out runs/scale-run [--nproc 2]
+    python bench/scale.py run --corpus runs/scale --out runs/scale-run --resume   # cache found
 
 ``make`` writes ``train.en``/``train.de``: Multi30k's training pairs repeated ``--repeat`` times
 (35 by default), each pair joined with probability 0.3 (source to source, target to target, one
@@ -10,7 +11,8 @@ space) with a random other pair (``random.Random(1)``: one draw for the coin, on
 partner), as the issue describes it.
 
 ``run`` trains ``--preset transformer-small`` on it (Multi30k val for validation) for one
-update in a fresh ``--out`` and prints one JSON record: peak RSS of the run as
+update in a fresh ``--out`` (with ``--resume``: one more update of the run there) and prints one
+JSON record: peak RSS of the run as
 ``/usr/bin/time -v`` reports it (the largest single process), the largest sum of ``RssAnon``
 over the run's processes (sampled every 0.2 s; anonymous memory, so the corpus's file pages in
 the page cache do not count), and the seconds from start to the first logged update.
@@ -84,29 +86,37 @@ def _rss_anon(pids: list[int]) -> int:
     return total
 
 
-def run(corpus: Path, out: Path, nproc: int) -> None:
+def _updates(log: Path) -> int:
+    """How many training records the run's log holds."""
+    return log.read_text().count('"kind": "train"') if log.exists() else 0
+
+
+def run(corpus: Path, out: Path, nproc: int, resume: bool = False) -> None:
+    log = out / "train.jsonl"
+    before = _updates(log) if resume else 0
     sets = [f"data.train_src={corpus / 'train.en'}", f"data.train_tgt={corpus / 'train.de'}",
             f"data.valid_src={DATA / 'val.en'}", f"data.valid_tgt={DATA / 'val.de'}",
-            "training.max_steps=1", "training.log_every=1", "training.valid_every=1000"]
+            f"training.max_steps={before + 1}", "training.log_every=1",
+            "training.valid_every=1000"]
     train = ["-m", "seqattn", "-q", "train", "--preset", "transformer-small", "--out", str(out),
-             *[x for s in sets for x in ("--set", s)]]
+             *(["--resume"] if resume else []), *[x for s in sets for x in ("--set", s)]]
     launcher = [sys.executable, *train] if nproc == 1 else \
         [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={nproc}", *train]
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    threads = max(1, (os.cpu_count() or 1) // nproc)  # the cores shared out among the ranks
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(threads))}
     started = time.time()
     proc = subprocess.Popen(["/usr/bin/time", "-v", *launcher], stderr=subprocess.PIPE,
                             stdout=subprocess.DEVNULL, text=True, env=env)
     peak_anon, first_update = 0, None
-    log = out / "train.jsonl"
     while proc.poll() is None:
         peak_anon = max(peak_anon, _rss_anon(_tree(proc.pid)))
-        if first_update is None and log.exists() and '"kind": "train"' in log.read_text():
+        if first_update is None and _updates(log) > before:
             first_update = time.time() - started
         time.sleep(0.2)
     err = proc.stderr.read() if proc.stderr else ""
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     print(json.dumps({
-        "corpus": str(corpus), "processes": nproc, "exit": proc.returncode,
+        "corpus": str(corpus), "processes": nproc, "resume": resume, "exit": proc.returncode,
         "seconds": round(time.time() - started, 1),
         "first_update_s": None if first_update is None else round(first_update, 1),
         "peak_rss_gib": None if rss is None else round(int(rss.group(1)) / 2**20, 2),
@@ -126,11 +136,14 @@ def main() -> None:
     r.add_argument("--corpus", type=Path, required=True)
     r.add_argument("--out", type=Path, required=True)
     r.add_argument("--nproc", type=int, default=1)
+    r.add_argument("--resume", action="store_true",
+                   help="continue the run in --out for one more update (the encoded corpus and "
+                        "vocabulary found there)")
     args = ap.parse_args()
     if args.what == "make":
         make(args.out, args.repeat)
     else:
-        run(args.corpus, args.out, args.nproc)
+        run(args.corpus, args.out, args.nproc, args.resume)
 
 
 if __name__ == "__main__":

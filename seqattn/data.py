@@ -194,9 +194,9 @@ def make_batch(src: Sequence[Sequence[int]], tgt: Sequence[Sequence[int]]) -> Ba
     return Batch(src_t, src_pad, tgt_in, tgt_out, n_tokens=sum(len(t) + 1 for t in tgt))
 
 
-def lengths(seqs: Sequence[Sequence[int]]) -> list[int]:
-    """Each sequence's length; a stored corpus (:class:`seqattn.store.Ragged`) has them
-    without reading its ids."""
+def lengths(seqs: Sequence[Sequence[int]]) -> Sequence[int]:
+    """Each sequence's length; a stored corpus (:class:`seqattn.store.Ragged`) has them as a
+    memory-mapped int32 array, without reading its ids."""
     stored = getattr(seqs, "lengths", None)
     return stored() if callable(stored) else [len(s) for s in seqs]
 
@@ -210,23 +210,31 @@ def bucket_batches(src_lens: Sequence[int], tgt_lens: Sequence[int], batch_token
     within the budget, and the batch order is shuffled. ``seed=None`` keeps the sorted order
     (for validation). A sentence longer than the budget still gets a batch of its own.
 
-    Each batch is an int64 array of indices (numpy: a million pairs cost 8 MB of indices, not a
-    Python int each); the sorting and shuffling draw from ``numpy.random.default_rng(seed)``.
+    Each batch is an array of indices (int32 below 2^31 pairs: a million pairs cost 4 MB, not a
+    Python int each, and the batches are views into one array); the sorting and shuffling draw
+    from ``numpy.random.default_rng(seed)``. Nothing here is a Python object per pair, so the
+    memory this takes is a few bytes a pair, once.
     """
     import numpy as np
 
-    t = np.asarray(tgt_lens, dtype=np.int64)
-    sizes = np.maximum(np.asarray(src_lens, dtype=np.int64), t) + 1           # (N,)
+    n = len(tgt_lens)
+    index = np.int32 if n < 2**31 else np.int64
+    t = np.asarray(tgt_lens, dtype=np.int32)
+    sizes = np.maximum(np.asarray(src_lens, dtype=np.int32), t) + 1           # (N,) int32
     rng = np.random.default_rng(seed) if seed is not None else None
-    keys = sizes + rng.random(len(sizes)) * 2 if rng is not None else sizes
-    order = np.lexsort((t, keys))                   # by key, then target length; stable
+    keys = sizes.astype(np.float32) + rng.random(n, dtype=np.float32) * 2 if rng is not None \
+        else sizes
+    order = np.lexsort((t, keys)).astype(index)     # by key, then target length; stable
+    del keys, t
     cuts, count, longest = [], 0, 0
-    for k, size in enumerate(sizes[order].tolist()):  # greedy: the batch's longest so far
-        if count and max(longest, size) * (count + 1) > batch_tokens:
-            cuts.append(k)
-            count, longest = 0, 0
-        count, longest = count + 1, max(longest, size)
-    batches = np.split(order, cuts) if len(order) else []
+    step = 1 << 20                                  # the greedy pass reads a slice at a time
+    for first in range(0, n, step):
+        for k, size in enumerate(sizes[order[first:first + step]].tolist(), start=first):
+            if count and max(longest, size) * (count + 1) > batch_tokens:
+                cuts.append(k)      # the batch's longest so far decides its padded size
+                count, longest = 0, 0
+            count, longest = count + 1, max(longest, size)
+    batches = np.split(order, cuts) if n else []
     if rng is not None:
         batches = [batches[i] for i in rng.permutation(len(batches))]
     return batches

@@ -14,9 +14,11 @@ read.
 
 Layout (``n`` kept pairs): ``src.ids`` / ``tgt.ids`` (the ids of every kept pair, one after the
 other, uint16 when the vocabulary allows, else uint32), ``src.len`` / ``tgt.len`` (int32, n),
-with guided alignment ``links.ids`` (int16 piece pairs, target then source), ``links.len``
-(int32, n) and ``links.ok`` (uint8, n: 0 where the pair's links did not fit its words), and
-``meta.json`` (the key and the counts of skipped pairs).
+``src.idx`` / ``tgt.idx`` (int64, n + 1: where each pair's ids start, and the end), with guided
+alignment ``links.ids`` (int16 piece pairs, target then source), ``links.len``, ``links.idx``
+and ``links.ok`` (uint8, n: 0 where the pair's links did not fit its words), and ``meta.json``
+(the key and the counts of skipped pairs). Everything but ``meta.json`` is read through a
+memory map, so a process's own (anonymous) memory does not grow with the corpus.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ from seqattn.errors import DataError
 from seqattn.vocab import Vocab
 
 log = logging.getLogger(__name__)
-FORMAT = 1
+FORMAT = 2  # 2: offsets on disk (*.idx)
 CHUNK = 20_000  # pairs encoded at a time
 
 
@@ -57,12 +59,16 @@ class _Indexed(Sequence[Any]):
 class Ragged(_Indexed):
     """``n`` sequences of ints stored end to end; item ``i`` is a list (as a Corpus has).
 
-    Shapes: flat (sum of lengths,), lengths (n,)
+    ``offsets`` may be given (the store keeps them on disk, memory-mapped like the rest, so they
+    sit in the page cache instead of each process's own memory); else they are summed here.
+
+    Shapes: flat (sum of lengths,), lengths (n,), offsets (n + 1,) int64
     """
 
-    def __init__(self, flat: np.ndarray, lengths: np.ndarray):
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray, offsets: np.ndarray | None = None):
         self.flat, self.lens = flat, lengths
-        self.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        self.offsets = offsets if offsets is not None else \
+            np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
 
     def __len__(self) -> int:
         return len(self.lens)
@@ -73,8 +79,9 @@ class Ragged(_Indexed):
     def __iter__(self) -> Iterator[list[int]]:
         return (self[k] for k in range(len(self)))
 
-    def lengths(self) -> list[int]:
-        return self.lens.tolist()
+    def lengths(self) -> np.ndarray:
+        """Every sequence's length without reading the ids. Shapes: (n,) int32."""
+        return self.lens
 
 
 class Joined(_Indexed):
@@ -94,8 +101,9 @@ class Joined(_Indexed):
     def __iter__(self) -> Iterator[list[int]]:
         return (x for p in self.parts for x in p)
 
-    def lengths(self) -> list[int]:
-        return [n for p in self.parts for n in p.lengths()]
+    def lengths(self) -> np.ndarray:
+        """Shapes: (n,) int32, the parts' lengths end to end."""
+        return np.concatenate([p.lengths() for p in self.parts])
 
 
 def joined(corpora: Sequence[Corpus]) -> Corpus:
@@ -190,12 +198,14 @@ def open_corpus(folder: Path) -> Corpus:
     meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
     dtype = np.dtype(meta["dtype"])
 
-    def ragged(name: str, kind: Any) -> Ragged:
-        lens = np.fromfile(folder / f"{name}.len", dtype=np.int32)
-        ids = folder / f"{name}.ids"
-        flat = np.memmap(ids, dtype=kind, mode="r") if ids.stat().st_size else \
+    def mapped(path: Path, kind: Any) -> np.ndarray:
+        return np.memmap(path, dtype=kind, mode="r") if path.stat().st_size else \
             np.zeros(0, dtype=kind)
-        return Ragged(flat, lens)
+
+    def ragged(name: str, kind: Any) -> Ragged:
+        return Ragged(mapped(folder / f"{name}.ids", kind),
+                      mapped(folder / f"{name}.len", np.int32),
+                      mapped(folder / f"{name}.idx", np.int64))
 
     links = None
     if meta["links"]:
@@ -219,10 +229,14 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
     counts = {"pairs": 0, "skipped_empty": 0, "skipped_long": 0, "skipped_ratio": 0,
               "unusable_links": 0}
     threads = os.cpu_count() or 1
-    names = ["src.ids", "src.len", "tgt.ids", "tgt.len"] + \
-        (["links.ids", "links.len", "links.ok"] if word_links is not None else [])
+    sides = ["src", "tgt"] + (["links"] if word_links is not None else [])
+    names = [f"{side}.{kind}" for side in sides for kind in ("ids", "len", "idx")] + \
+        (["links.ok"] if word_links is not None else [])
     try:
-        out = {name: open(tmp / name, "wb") for name in names}
+        out: dict[str, Any] = {name: open(tmp / name, "wb") for name in names}
+        out["ends"] = dict.fromkeys(sides, 0)  # ids written so far, per side
+        for side in sides:
+            np.zeros(1, dtype=np.int64).tofile(out[f"{side}.idx"])
         try:
             for start, chunk in _chunks(src, tgt):
                 keep = [k for k, (s, t) in enumerate(chunk) if s.strip() and t.strip()]
@@ -250,8 +264,8 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
                     np.array([f is not None for f in found], dtype=np.uint8).tofile(
                         out["links.ok"])
         finally:
-            for f in out.values():
-                f.close()
+            for name in names:
+                out[name].close()
         meta = {"format": FORMAT, "key": key, "dtype": np.dtype(dtype).name,
                 "links": word_links is not None, **counts}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -265,7 +279,13 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
 
 
 def _write(out: dict[str, Any], name: str, seqs: list[list[int]], dtype: Any) -> None:
-    np.array([len(s) for s in seqs], dtype=np.int32).tofile(out[f"{name}.len"])
+    """Append ``seqs`` to the ``name`` side: ids, lengths, and each sequence's end offset."""
+    lens = np.array([len(s) for s in seqs], dtype=np.int32)
+    lens.tofile(out[f"{name}.len"])
+    ends = out["ends"][name] + np.cumsum(lens, dtype=np.int64)
+    ends.tofile(out[f"{name}.idx"])
+    if len(ends):
+        out["ends"][name] = int(ends[-1])
     np.fromiter(itertools.chain.from_iterable(seqs), dtype=dtype).tofile(out[f"{name}.ids"])
 
 

@@ -67,7 +67,8 @@ class Seq2Seq(Protocol[MemoryT, StateT]):
 
     Shapes:
         forward: src (B, S) long, src_pad (B, S) bool (True = padding), tgt_in (B, T) long
-            -> logits (B, T, V), weights (B, L, H, T, S) if need_weights else None
+            -> logits (B, T, V), weights (B, L, H, T, S) if need_weights else None;
+            with project=False the features (B, T, F) that output_layer() turns into logits
         encode: src (B, S), src_pad (B, S) -> Memory
         init_state: Memory -> State (nothing decoded yet; the first step gets bos)
         step: prev_tokens (B,) long -> logits (B, V), State, weights (B, L, H, S)
@@ -77,7 +78,10 @@ class Seq2Seq(Protocol[MemoryT, StateT]):
     """
 
     def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]: ...
+                need_weights: bool = False, project: bool = True
+                ) -> tuple[Tensor, Tensor | None]: ...
+
+    def output_layer(self) -> nn.Linear: ...
 
     def hidden_states(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
                       weights: list[Tensor] | None = None) -> tuple[Tensor, Tensor]: ...

@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from seqattn.attention import AdditiveScore, Score, attend, build_score
 from seqattn.config import ModelConfig
+from seqattn.models.layers import Dropout
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class Encoder(nn.Module):
         self.embed = nn.Embedding(vocab, embed_size, padding_idx=pad_id)
         self.rnn = rnn_class(embed_size, hidden_size, num_layers=layers, batch_first=True,
                              bidirectional=True, dropout=dropout if layers > 1 else 0.0)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, src: Tensor, src_pad: Tensor) -> tuple[Tensor, Tensor]:
         """Encode a right-padded batch.
@@ -115,7 +116,7 @@ class StackedCell(nn.Module):
         self.is_lstm = cell == "lstm"
         self.cells = nn.ModuleList(
             cell_class(input_size if i == 0 else hidden_size, hidden_size) for i in range(layers))
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: Tensor, hidden: list[Tensor],
                 cell: list[Tensor] | None) -> tuple[list[Tensor], list[Tensor] | None]:
@@ -187,7 +188,7 @@ class BahdanauDecoder(nn.Module):
         self.bridge = InitBridge(enc_size, hidden_size, layers, cell)
         self.deep_out = nn.Linear(hidden_size + embed_size + enc_size, 2 * hidden_size)
         self.out = nn.Linear(hidden_size, vocab)                    # W_o
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def make_memory(self, outputs: Tensor, final: Tensor, src_pad: Tensor) -> RNNMemory:
         """Annotations are keys and values; U h_j is prepared once per batch."""
@@ -208,22 +209,25 @@ class BahdanauDecoder(nn.Module):
         hidden, cell = self.rnn(torch.cat([emb, context], dim=-1), hidden, cell)
         return context, weights.squeeze(1), hidden, cell
 
-    def _readout(self, s: Tensor, emb: Tensor, context: Tensor) -> Tensor:
-        """Deep output with maxout. Shapes: (B, T, H), (B, T, E), (B, T, 2H) -> (B, T, V)."""
+    def _readout(self, s: Tensor, emb: Tensor, context: Tensor, project: bool = True) -> Tensor:
+        """Deep output with maxout. Shapes: (B, T, H), (B, T, E), (B, T, 2H) -> (B, T, V)
+        (the features W_o reads, (B, T, H), unless ``project``)."""
         t = self.deep_out(torch.cat([s, emb, context], dim=-1))    # (B, T, 2H)
         t = t.unflatten(-1, (-1, 2)).amax(dim=-1)                   # (B, T, H) maxout, pool 2
-        return self.out(self.dropout(t))                            # (B, T, V)
+        t = self.dropout(t)
+        return self.out(t) if project else t                        # (B, T, V)
 
-    def forward(self, tgt_in: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
+    def forward(self, tgt_in: Tensor, memory: RNNMemory,
+                project: bool = True) -> tuple[Tensor, Tensor]:
         """Teacher forcing: embeddings for all steps first, the readout once after the loop.
 
         Shapes:
             tgt_in: (B, T) long
-            returns: logits (B, T, V), weights (B, T, S)
+            returns: logits (B, T, V) (features (B, T, H) unless ``project``), weights (B, T, S)
         """
         emb = self.dropout(self.embed(tgt_in))                      # (B, T, E)
         states, c, weights = self._teacher(emb, memory)
-        return self._readout(states[:, -1], emb, c), weights        # (B, T, V), (B, T, S)
+        return self._readout(states[:, -1], emb, c, project), weights
 
     def _teacher(self, emb: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor, Tensor]:
         """The recurrent loop under teacher forcing.
@@ -279,7 +283,7 @@ class LuongDecoder(nn.Module):
         self.bridge = InitBridge(enc_size, hidden_size, layers, cell)
         self.w_c = nn.Linear(2 * hidden_size, hidden_size, bias=False)
         self.out = nn.Linear(hidden_size, vocab)                    # W_s
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def make_memory(self, outputs: Tensor, final: Tensor, src_pad: Tensor) -> RNNMemory:
         """Bridge the annotations to H (keys and values) and prepare the score once."""
@@ -306,16 +310,18 @@ class LuongDecoder(nn.Module):
         attn_h, weights = self._attend(hidden[-1].unsqueeze(1), memory)
         return attn_h.squeeze(1), weights.squeeze(1), hidden, cell
 
-    def forward(self, tgt_in: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
+    def forward(self, tgt_in: Tensor, memory: RNNMemory,
+                project: bool = True) -> tuple[Tensor, Tensor]:
         """Teacher forcing. Without input feeding attention does not feed back into the RNN, so
         it runs once for all steps after the recurrent loop.
 
         Shapes:
             tgt_in: (B, T) long
-            returns: logits (B, T, V), weights (B, T, S)
+            returns: logits (B, T, V) (features (B, T, H) unless ``project``), weights (B, T, S)
         """
         states, w_all = self.hidden_states(tgt_in, memory)          # (B, L, T, H), (B, T, S)
-        return self.out(self.dropout(states[:, -1])), w_all         # (B, T, V), (B, T, S)
+        features = self.dropout(states[:, -1])                      # (B, T, H)
+        return (self.out(features) if project else features), w_all
 
     def hidden_states(self, tgt_in: Tensor, memory: RNNMemory) -> tuple[Tensor, Tensor]:
         """Teacher forcing: the lower layers' h_t and the top layer's attentional h~_t.
@@ -408,15 +414,20 @@ class RNNSeq2Seq(nn.Module):
         return outputs, states                                      # (B, S, 2H), (B, L, T, H)
 
     def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
-        """Teacher-forced decoding.
+                need_weights: bool = False, project: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Teacher-forced decoding; ``project=False`` returns the features the output layer
+        reads instead of logits.
 
         Shapes:
             src: (B, S) long; src_pad: (B, S) bool, True = padding; tgt_in: (B, T) long
-            returns: logits (B, T, V), weights (B, 1, 1, T, S) or None
+            returns: logits (B, T, V) or features (B, T, H), weights (B, 1, 1, T, S) or None
         """
-        logits, weights = self.decoder(tgt_in, self.encode(src, src_pad))
+        logits, weights = self.decoder(tgt_in, self.encode(src, src_pad), project)
         return logits, weights[:, None, None] if need_weights else None
+
+    def output_layer(self) -> nn.Linear:
+        """The layer that turns the decoder's features into logits."""
+        return self.decoder.out
 
 
 def build_rnn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 0) -> RNNSeq2Seq:

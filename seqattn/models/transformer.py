@@ -20,6 +20,7 @@ from torch import Tensor, nn
 
 from seqattn.attention import MultiHeadAttention, sinusoidal_positions
 from seqattn.config import ModelConfig
+from seqattn.models.layers import Dropout, relu_dropout
 
 
 @dataclass(frozen=True)
@@ -96,7 +97,7 @@ class Residual(nn.Module):
         super().__init__()
         self.pre_norm = pre_norm
         self.norm = nn.LayerNorm(d_model)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
 
     def normed(self, x: Tensor) -> Tensor:
         return self.norm(x) if self.pre_norm else x
@@ -112,10 +113,12 @@ class FeedForward(nn.Module):
     def __init__(self, d_model: int, ff_size: int, dropout: float):
         super().__init__()
         self.net = nn.Sequential(nn.Linear(d_model, ff_size), nn.ReLU(), nn.Dropout(dropout),
-                                 nn.Linear(ff_size, d_model))
+                                 nn.Linear(ff_size, d_model))  # (the stored weights' names)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        """Shapes: x (B, T, D) -> (B, T, D). ReLU and dropout fused (:mod:`.layers`)."""
+        w_1, _, drop, w_2 = self.net
+        return w_2(relu_dropout(w_1(x), cast(nn.Dropout, drop).p, self.training))
 
 
 class EncoderLayer(nn.Module):
@@ -211,7 +214,7 @@ class TransformerSeq2Seq(nn.Module):
         self.generator = generator
         self.enc_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
         self.dec_norm = nn.LayerNorm(d_model) if pre_norm else nn.Identity()
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.scale = math.sqrt(d_model)
         # A constant table, not a cache: excluded from the state dict.
         self.register_buffer("positions", sinusoidal_positions(max_positions, d_model),
@@ -265,10 +268,12 @@ class TransformerSeq2Seq(nn.Module):
         return TransformerState(empty, empty)
 
     def _decode(self, x: Tensor, state: TransformerState | None, memory: TransformerMemory,
-                need_weights: bool) -> tuple[Tensor, TransformerState | None, Tensor | None]:
+                need_weights: bool, project: bool = True
+                ) -> tuple[Tensor, TransformerState | None, Tensor | None]:
         """All decoder layers on embedded new positions (appended to ``state``'s cache).
 
-        Shapes: x (B, T, D) -> logits (B, T, V), extended cache, weights (B, L, nh, T, S) or None
+        Shapes: x (B, T, D) -> logits (B, T, V) (features (B, T, D) unless ``project``),
+        extended cache, weights (B, L, nh, T, S) or None
         """
         T = x.size(1)
         if state is not None:
@@ -280,7 +285,8 @@ class TransformerSeq2Seq(nn.Module):
                          None if state is None else state.self_v[i], past,
                          memory.cross_k[i], memory.cross_v[i], memory.src_pad, need_weights)
             weights.append(w)
-        logits = self.generator(self.dec_norm(x))                  # (B, T, V)
+        x = self.dec_norm(x)                                        # (B, T, D)
+        logits = self.generator(x) if project else x               # (B, T, V)
         stacked = torch.stack(weights, dim=1) if need_weights else None  # (B, L, nh, T, S)
         if state is None:
             return logits, None, stacked
@@ -305,18 +311,24 @@ class TransformerSeq2Seq(nn.Module):
         return logits.squeeze(1), state, weights.squeeze(3)        # (B, V), _, (B, L, nh, S)
 
     def forward(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
-                need_weights: bool = False) -> tuple[Tensor, Tensor | None]:
+                need_weights: bool = False, project: bool = True) -> tuple[Tensor, Tensor | None]:
         """Teacher-forced decoding (causal self-attention, no cache). With ``need_weights=False``
-        every attention uses torch's fused kernel.
+        every attention uses torch's fused kernel. ``project=False`` returns what the output
+        layer reads instead of logits (the training loss projects it a slice at a time).
 
         Shapes:
             src: (B, S) long; src_pad: (B, S) bool, True = padding; tgt_in: (B, T) long
-            returns: logits (B, T, V), weights (B, L, nh, T, S) or None
+            returns: logits (B, T, V) or features (B, T, D), weights (B, L, nh, T, S) or None
         """
         memory = self.encode(src, src_pad)
         logits, _, weights = self._decode(self._embed(tgt_in, self.tgt_embed), None, memory,
-                                          need_weights)
+                                          need_weights, project)
         return logits, weights
+
+    def output_layer(self) -> nn.Linear:
+        """The layer that turns features into logits (its weight tied to the target embedding
+        when the model ties them)."""
+        return self.generator
 
 
     def hidden_states(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,

@@ -36,7 +36,7 @@ from seqattn.textio import atomic_write
 from seqattn.train.distributed import barrier, distributed
 from seqattn.train.finetune import init_model, with_init
 from seqattn.train.guided import guided_view
-from seqattn.train.loss import alignment_loss, loss_sums
+from seqattn.train.loss import alignment_loss, projected_loss_sums
 from seqattn.train.prepare import TrainData, prepare_data
 from seqattn.train.schedule import Schedule, make_schedule
 from seqattn.train.state import (
@@ -220,6 +220,7 @@ class _Run:
         self.scaler = parts.scaler  # (fp16) its scale is saved with the training state
         self.per_step = self.t.accumulate * world
         self.guided = guided_view(cfg)
+        self.tgt_lens = np.asarray(lengths(data.train.tgt))  # (N,) memory-mapped when stored
 
     def epoch_batches(self) -> list[Any]:
         c, seed = self.data.train, self.t.seed * 1000 + self.progress.epoch
@@ -230,8 +231,7 @@ class _Run:
         sizes, weights = zip(*self.data.parts)                 # several corpora, weighted
         sample = epoch_sample(sizes, weights, seed)            # (this epoch's pairs,)
         src, tgt = np.asarray(lengths(c.src)), np.asarray(lengths(c.tgt))
-        batches = bucket_batches(src[sample].tolist(), tgt[sample].tolist(),
-                                 self.t.batch_tokens, seed=seed)
+        batches = bucket_batches(src[sample], tgt[sample], self.t.batch_tokens, seed=seed)
         return [sample[b] for b in batches]
 
     def loop(self) -> dict[str, Any]:
@@ -282,7 +282,8 @@ class _Run:
         """One optimiser step over this rank's batches; returns summed loss, NLL and tokens."""
         self.wrapped.train()
         c = self.data.train
-        tokens = sum(sum(len(c.tgt[i]) + 1 for i in idx) for idx in step_batches)
+        tokens = sum(int(self.tgt_lens[idx].sum()) + len(idx)  # + an eos each
+                     for idx in step_batches)
         total = torch.tensor(float(tokens), device=self.dev)
         if self.world > 1:
             import torch.distributed as dist
@@ -296,9 +297,12 @@ class _Run:
             sync = self.wrapped.no_sync() if self.world > 1 and not last else nullcontext()
             with sync, torch.autocast(self.dev.type, dtype=self.amp_dtype,
                                       enabled=self.amp_dtype is not None):
-                logits, weights = self.wrapped(batch.src, batch.src_pad, batch.tgt_in,
-                                               need_weights=self.guided is not None)
-                loss, nll = loss_sums(logits, batch.tgt_out, self.t.label_smoothing)
+                features, weights = self.wrapped(batch.src, batch.src_pad, batch.tgt_in,
+                                                 need_weights=self.guided is not None,
+                                                 project=False)          # (B, T, F)
+                loss, nll = projected_loss_sums(features, self.model.output_layer(),
+                                                batch.tgt_out, self.t.label_smoothing)
+                del features  # the loss keeps what backward needs
                 translation_loss = loss.item()  # what the log reports as the loss
                 if self.guided is not None and batch.gold is not None and weights is not None:
                     layer, head = self.guided

@@ -10,7 +10,7 @@ import torch
 from seqattn.config import Config
 from seqattn.data import bucket_batches, iterate_batches, pad_sources
 from seqattn.decode import greedy
-from seqattn.train.loss import loss_sums
+from seqattn.train.loss import projected_loss_sums
 from seqattn.vocab import EOS
 
 
@@ -25,8 +25,9 @@ def validate(model: Any, data: Any, cfg: Config, dev: torch.device) -> dict[str,
                              cfg.training.batch_tokens, seed=None)
     for batch in iterate_batches(valid, batches):
         batch = batch.to(dev)
-        logits, _ = model(batch.src, batch.src_pad, batch.tgt_in)
-        batch_loss, batch_nll = loss_sums(logits, batch.tgt_out, cfg.training.label_smoothing)
+        features, _ = model(batch.src, batch.src_pad, batch.tgt_in, project=False)
+        batch_loss, batch_nll = projected_loss_sums(features, model.output_layer(),
+                                                    batch.tgt_out, cfg.training.label_smoothing)
         loss += batch_loss.item()
         nll += batch_nll.item()
         tokens += batch.n_tokens
