@@ -11,8 +11,8 @@ space) with a random other pair (``random.Random(1)``: one draw for the coin, on
 partner), as the issue describes it.
 
 ``run`` trains ``--preset transformer-small`` on it (Multi30k val for validation) for one
-update in a fresh ``--out`` (with ``--resume``: one more update of the run there) and prints one
-JSON record: peak RSS of the run as
+update (``--steps``) in a fresh ``--out`` (with ``--resume``: one more update of the run there)
+and prints one JSON record: peak RSS of the run as
 ``/usr/bin/time -v`` reports it (the largest single process), the largest sum of ``RssAnon``
 over the run's processes (sampled every 0.2 s; anonymous memory, so the corpus's file pages in
 the page cache do not count), and the seconds from start to the first logged update.
@@ -91,12 +91,12 @@ def _updates(log: Path) -> int:
     return log.read_text().count('"kind": "train"') if log.exists() else 0
 
 
-def run(corpus: Path, out: Path, nproc: int, resume: bool = False) -> None:
+def run(corpus: Path, out: Path, nproc: int, resume: bool = False, steps: int = 1) -> None:
     log = out / "train.jsonl"
     before = _updates(log) if resume else 0
     sets = [f"data.train_src={corpus / 'train.en'}", f"data.train_tgt={corpus / 'train.de'}",
             f"data.valid_src={DATA / 'val.en'}", f"data.valid_tgt={DATA / 'val.de'}",
-            f"training.max_steps={before + 1}", "training.log_every=1",
+            f"training.max_steps={before + steps}", "training.log_every=1",
             "training.valid_every=1000"]
     train = ["-m", "seqattn", "-q", "train", "--preset", "transformer-small", "--out", str(out),
              *(["--resume"] if resume else []), *[x for s in sets for x in ("--set", s)]]
@@ -116,7 +116,8 @@ def run(corpus: Path, out: Path, nproc: int, resume: bool = False) -> None:
     err = proc.stderr.read() if proc.stderr else ""
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     print(json.dumps({
-        "corpus": str(corpus), "processes": nproc, "resume": resume, "exit": proc.returncode,
+        "corpus": str(corpus), "processes": nproc, "resume": resume, "updates": steps,
+        "exit": proc.returncode,
         "seconds": round(time.time() - started, 1),
         "first_update_s": None if first_update is None else round(first_update, 1),
         "peak_rss_gib": None if rss is None else round(int(rss.group(1)) / 2**20, 2),
@@ -139,11 +140,14 @@ def main() -> None:
     r.add_argument("--resume", action="store_true",
                    help="continue the run in --out for one more update (the encoded corpus and "
                         "vocabulary found there)")
+    r.add_argument("--steps", type=int, default=1,
+                   help="updates to train (the peaks are over all of them; one batch's shapes "
+                        "and the allocator make a single update's peak vary by +-0.15 GiB)")
     args = ap.parse_args()
     if args.what == "make":
         make(args.out, args.repeat)
     else:
-        run(args.corpus, args.out, args.nproc, args.resume)
+        run(args.corpus, args.out, args.nproc, args.resume, args.steps)
 
 
 if __name__ == "__main__":

@@ -98,6 +98,21 @@ def test_shapes(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", VARIANTS)
+def test_features_through_the_output_layer_are_the_logits(name: str) -> None:
+    """``project=False`` (what the training loss reads) and ``output_layer()`` give back
+    exactly what ``forward`` gives, in training mode too (same dropout draws)."""
+    model, (src, src_pad, tgt) = make(name), batch()
+    for training in (False, True):
+        model.train(training)
+        torch.manual_seed(5)
+        logits, _ = model(src, src_pad, tgt)
+        torch.manual_seed(5)
+        features, _ = model(src, src_pad, tgt, project=False)
+        assert features.shape[:2] == tgt.shape and features.size(-1) != TGT_V
+        torch.testing.assert_close(model.output_layer()(features), logits, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", VARIANTS)
 def test_weights_are_distributions_with_zero_on_padding(name: str) -> None:
     model, (src, src_pad, tgt) = make(name), batch()
     _, forced = model(src, src_pad, tgt, need_weights=True)          # (B, L, H, T, S)

@@ -48,6 +48,39 @@ def test_the_store_holds_what_encode_corpus_gives(files, vocab, tmp_path, tiny_t
     assert got.src[3] == ref.src[3] and got.src[-1] == ref.src[-1]
 
 
+def test_nothing_of_the_store_is_copied_into_process_memory(files, vocab, tmp_path,
+                                                             tiny_transformer):
+    """Ids, lengths and offsets are memory maps of the store's files (page cache, shared by
+    every rank), and the offsets on disk are where each pair's ids start."""
+    import numpy as np
+
+    pairs = read_parallel(*files)
+    got = store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100,
+                              [tiny_transformer / "spm.model"], _diagonal(pairs))
+    for ragged in (got.src, got.tgt, got.links.pairs):
+        assert all(isinstance(a, np.memmap) for a in (ragged.flat, ragged.lens, ragged.offsets))
+        assert ragged.offsets[0] == 0 and len(ragged.offsets) == len(ragged.lens) + 1
+        assert (np.diff(ragged.offsets) == ragged.lens).all()
+        assert ragged.offsets[-1] == len(ragged.flat)
+    assert isinstance(lengths(got.tgt), np.memmap)
+
+
+def test_batches_are_int32_views_and_cover_every_pair_once():
+    import numpy as np
+
+    from seqattn.data import bucket_batches
+
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(1, 60, 5000), rng.integers(1, 60, 5000)
+    batches = bucket_batches(src, tgt, 600, seed=3)
+    assert all(b.dtype == np.int32 for b in batches)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(5000))
+    for b in batches:                               # the padded size stays within the budget
+        assert len(b) * (max(src[b].max(), tgt[b].max()) + 1) <= 600
+    again = bucket_batches(src.tolist(), tgt.tolist(), 600, seed=3)   # lists work the same
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again))
+
+
 def test_the_store_is_reused_and_rebuilt_when_an_input_changes(files, vocab, tmp_path,
                                                                tiny_transformer, monkeypatch):
     spm = [tiny_transformer / "spm.model"]

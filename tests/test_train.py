@@ -202,6 +202,71 @@ def test_fused_loss_matches_torch_cross_entropy(smoothing):
     assert torch.autograd.gradcheck(lambda x: loss_sums(x, target, smoothing)[0], (logits,))
 
 
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("smoothing", [0.0, 0.1])
+def test_projected_loss_equals_the_loss_of_the_logits(bias, smoothing):
+    """The loss made a slice of rows at a time (gradients made in the forward pass) equals
+    torch's cross-entropy of the full logits: value, and the gradients of the features, weight
+    and bias, scaled by whatever gradient reaches the loss (the fp16 loss scale)."""
+    import torch.nn.functional as F
+
+    from seqattn.train.loss import projected_loss_sums
+
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(6, 11, bias=bias).double()
+    features = torch.randn(3, 5, 6, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(4, 11, (3, 5))
+    target[0, 3:] = 0                                           # padding
+    target[2, 1:] = 0
+    loss, nll = projected_loss_sums(features, layer, target, smoothing, rows=4)  # 4 slices
+    (loss * 2.5).backward()
+    ours = [features.grad, layer.weight.grad] + ([layer.bias.grad] if bias else [])
+    features.grad = None
+    layer.zero_grad(set_to_none=True)
+    logits = layer(features).view(-1, 11)
+    ref = F.cross_entropy(logits, target.view(-1), ignore_index=0,
+                          label_smoothing=smoothing, reduction="sum")
+    ref_nll = F.cross_entropy(logits, target.view(-1), ignore_index=0, reduction="sum")
+    (ref * 2.5).backward()
+    theirs = [features.grad, layer.weight.grad] + ([layer.bias.grad] if bias else [])
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-12)
+    assert nll.item() == pytest.approx(ref_nll.item(), rel=1e-12)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    assert (ours[0][0, 3:] == 0).all()                          # nothing reaches padding
+    with torch.no_grad():                                       # validation: values only
+        again, _ = projected_loss_sums(features, layer, target, smoothing)
+    assert again.item() == pytest.approx(ref.item(), rel=1e-12)
+
+
+def test_relu_dropout_is_dropout_of_relu_and_keeps_one_tensor():
+    """Same values and gradient as ReLU then dropout with the same mask, in float64; only the
+    output is kept for backward, and ``Dropout`` keeps a one-byte mask."""
+    from seqattn.models.layers import Dropout, relu_dropout
+
+    torch.manual_seed(0)
+    x = torch.randn(400, 30, dtype=torch.float64, requires_grad=True)
+    saved: list[torch.Tensor] = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        y = relu_dropout(x, 0.25, True)
+    assert len(saved) == 1 and saved[0] is y
+    kept = (y != 0) | (x <= 0)                     # where x > 0 a zero output means dropped
+    dropped = (x > 0) & (y == 0)
+    assert 0.2 < dropped.sum().item() / (x > 0).sum().item() < 0.3
+    torch.testing.assert_close(y, torch.relu(x) * kept / 0.75, rtol=0, atol=1e-15)
+    grad = torch.randn_like(y)
+    y.backward(grad)
+    torch.testing.assert_close(x.grad, grad * ((x > 0) & kept) / 0.75, rtol=0, atol=1e-15)
+    assert torch.equal(relu_dropout(x, 0.25, False), torch.relu(x))
+    drop = Dropout(0.25).train()
+    saved.clear()
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        out = drop(x)
+    assert [t.dtype for t in saved] == [torch.bool]
+    torch.testing.assert_close(out, x * saved[0] / 0.75, rtol=0, atol=1e-15)
+    assert drop.eval()(x) is x
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig,code,word", [("SIGINT", 130, "interrupted"),
                                            ("SIGTERM", 143, "terminated")])
