@@ -111,11 +111,11 @@ def train_spm(texts: Sequence[str | Path], prefix: Path, vocab_size: int, model_
             bos_id=BOS, eos_id=EOS, hard_vocab_limit=False, input_sentence_size=max_sentences,
             shuffle_input_sentence=True, minloglevel=2, num_threads=2,
         )
-        problem = _train_in_child(options)
+        problem, own = _train_in_child(options)
         if problem is not None:
             names = ", ".join(map(str, texts))
-            raise DataError(f"could not train a sentencepiece model on {names}: {problem}; "
-                            "try a smaller data.vocab_size")
+            hint = "; try a smaller data.vocab_size" if own else ""
+            raise DataError(f"could not train a sentencepiece model on {names}: {problem}{hint}")
         trained = (Path(tmp) / "spm.model").read_bytes()  # atomically: a killed run never
         target = prefix.parent / f"{prefix.name}.model"   # leaves half a model
         atomic_write(target, lambda f: f.write(trained), binary=True)
@@ -135,24 +135,26 @@ except RuntimeError as e:
 """
 
 
-def _train_in_child(options: dict[str, Any]) -> str | None:
-    """Run sentencepiece's trainer with ``options`` in a child process: None when it trained,
-    else what went wrong, in one line. Ctrl-C stops the child too (``subprocess.run`` kills it
+def _train_in_child(options: dict[str, Any]) -> tuple[str | None, bool]:
+    """Run sentencepiece's trainer with ``options`` in a child process (``-I``: no file in the
+    working directory can shadow a module). Returns (None, _) when it trained, else what went
+    wrong in one line and whether it was the trainer's own error (the data or the options)
+    rather than the process dying. Ctrl-C stops the child too (``subprocess.run`` kills it
     before the interrupt goes on)."""
     import subprocess
     import sys
 
-    done = subprocess.run([sys.executable, "-c", _TRAINER, json.dumps(options)],
+    done = subprocess.run([sys.executable, "-I", "-c", _TRAINER, json.dumps(options)],
                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                           stderr=subprocess.PIPE, text=True, errors="replace", check=False)
     if done.returncode == 0:
-        return None
+        return None, False
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     if done.returncode == 3 and lines:
-        return lines[-1]
+        return lines[-1], True
     if done.returncode < 0:
-        return f"the trainer was stopped by signal {-done.returncode}"
-    return lines[-1] if lines else f"the trainer exited with status {done.returncode}"
+        return f"the trainer was stopped by signal {-done.returncode} (out of memory?)", False
+    return (lines[-1] if lines else f"the trainer exited with status {done.returncode}"), False
 
 
 # --------------------------------------------------------------------------- words and pieces

@@ -14,7 +14,9 @@ Sources must be right-padded (``src_pad`` True only after the last real token).
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -97,12 +99,24 @@ class Encoder(nn.Module):
         lengths = (~src_pad).sum(dim=1).cpu()                       # (B,) on CPU for packing
         emb = self.dropout(self.embed(src))                         # (B, S, E)
         packed = pack_padded_sequence(emb, lengths, batch_first=True, enforce_sorted=False)
-        out, h_n = self.rnn(packed)
+        with _whole_rnn_precision(src.device):
+            out, h_n = self.rnn(packed)
         if isinstance(h_n, tuple):                                  # LSTM: (h_n, c_n)
             h_n = h_n[0]
         out, _ = pad_packed_sequence(out, batch_first=True, total_length=S)  # (B, S, 2H)
         final = torch.cat([h_n[-2], h_n[-1]], dim=-1)               # (B, 2H) top fwd; top bwd
         return self.dropout(out), final
+
+
+def _whole_rnn_precision(device: torch.device) -> Any:
+    """The context a whole-sequence GRU/LSTM runs in. Under CPU bf16 autocast torch hands the
+    LSTM to oneDNN's bfloat16 RNN primitive, which x86 CPUs without AVX-512 do not have ("could
+    not create a primitive descriptor"): there it runs in float32 (the matrix products around
+    it stay bfloat16)."""
+    if device.type == "cpu" and torch.is_autocast_enabled("cpu") and \
+            not torch.backends.cpu.get_cpu_capability().startswith("AVX512"):
+        return torch.autocast("cpu", enabled=False)
+    return nullcontext()
 
 
 class StackedCell(nn.Module):

@@ -78,7 +78,7 @@ def projected_loss_sums(features: Tensor, layer: torch.nn.Linear, target: Tensor
     Shapes: features (B, T, F), target (B, T) -> two scalars (smoothed loss, NLL), summed.
     """
     return _ProjectedCrossEntropy.apply(features, layer.weight, layer.bias, target, smoothing,
-                                        rows)
+                                        rows, torch.is_grad_enabled())
 
 
 class _ProjectedCrossEntropy(torch.autograd.Function):
@@ -86,12 +86,13 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, features: Tensor, weight: Tensor, bias: Tensor | None, target: Tensor,
-                smoothing: float, rows: int) -> tuple[Tensor, Tensor]:
+                smoothing: float, rows: int, grads: bool) -> tuple[Tensor, Tensor]:
         flat = features.reshape(-1, features.size(-1))                  # (N, F)
         where = (target.reshape(-1) != PAD).nonzero().squeeze(1)        # (K,) real positions
-        wanted = ctx.needs_input_grad[:3]
-        grad_in = torch.zeros_like(flat) if wanted[0] else None         # (N, F)
+        # (needs_input_grad says True for parameters under no_grad too: validation asks grads)
+        wanted = [grads and w for w in ctx.needs_input_grad[:3]]
         acc = torch.float64 if flat.dtype == torch.float64 else torch.float32
+        grad_in = torch.zeros_like(flat, dtype=acc) if wanted[0] else None   # (N, F)
         grad_w = torch.zeros_like(weight, dtype=acc) if wanted[1] else None      # (V, F)
         grad_b = torch.zeros_like(bias, dtype=acc) if bias is not None and wanted[2] else None
         nll_sum = flat.new_zeros((), dtype=acc)
@@ -111,12 +112,13 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             if smoothing:
                 grad.sub_(smoothing / V)
             grad.scatter_add_(1, y.unsqueeze(1), grad.new_full((y.numel(), 1), smoothing - 1))
-            # fp16 would lose small gradients before the loss scale reaches them: float32
+            # fp16 would lose small gradients before the loss scale reaches them: float32 (the
+            # sums stay float32 too, scaled in backward before they are cast)
             low = logits.dtype if logits.dtype == torch.bfloat16 else acc
             with torch.autocast(flat.device.type, enabled=False):
                 g = grad.to(low)
                 if grad_in is not None:
-                    grad_in.index_copy_(0, pick, (g @ weight.to(low)).to(flat.dtype))
+                    grad_in.index_copy_(0, pick, (g @ weight.to(low)).to(acc))
                 if grad_w is not None:
                     grad_w += (g.t() @ x.to(low)).to(acc)
                 if grad_b is not None:
@@ -125,19 +127,21 @@ class _ProjectedCrossEntropy(torch.autograd.Function):
             smoothing * uniform
         ctx.save_for_backward(*(t if t is not None else torch.empty(0)
                                 for t in (grad_in, grad_w, grad_b)))
-        ctx.shapes = (features.shape, weight.dtype, None if bias is None else bias.dtype)
+        ctx.shapes = (features.shape, features.dtype, weight.dtype,
+                      None if bias is None else bias.dtype)
+        ctx.wanted = wanted
         ctx.mark_non_differentiable(nll_sum)
         return loss, nll_sum
 
     @staticmethod
     def backward(ctx: Any, grad_loss: Tensor, _grad_nll: Tensor) -> tuple[Any, ...]:
-        grad_in, grad_w, grad_b = ctx.saved_tensors
-        shape, w_dtype, b_dtype = ctx.shapes
-        wanted = ctx.needs_input_grad
-        return ((grad_in * grad_loss.to(grad_in.dtype)).view(shape) if wanted[0] else None,
+        grad_in, grad_w, grad_b = ctx.saved_tensors     # float32 (float64): scaled, then cast
+        shape, f_dtype, w_dtype, b_dtype = ctx.shapes
+        wanted = ctx.wanted
+        return ((grad_in * grad_loss).to(f_dtype).view(shape) if wanted[0] else None,
                 (grad_w * grad_loss).to(w_dtype) if wanted[1] else None,
                 (grad_b * grad_loss).to(b_dtype) if wanted[2] and b_dtype else None,
-                None, None, None)
+                None, None, None, None)
 
 
 def alignment_loss(weights: Tensor, gold: Tensor) -> Tensor:
