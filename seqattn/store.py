@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +175,11 @@ def store_key(files: Sequence[Path], settings: str) -> str:
 def stored_corpus(folder: Path, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
                   max_len: int, vocab_files: Sequence[Path],
                   word_links: Sequence[Sequence[tuple[int, int]]] | None = None,
-                  links_file: Path | None = None, max_ratio: float | None = None) -> Corpus:
+                  links_file: Path | None = None, max_ratio: float | None = None,
+                  progress: Callable[[int], None] | None = None) -> Corpus:
     """The training corpus from ``folder`` when its key matches, else encoded into it first
-    (streaming through the files, ``CHUNK`` pairs at a time, sentencepiece on every core)."""
+    (streaming through the files, ``CHUNK`` pairs at a time, sentencepiece on every core;
+    ``progress`` hears the number of pairs read after each chunk)."""
     files = [src, tgt, *vocab_files, *([links_file] if links_file is not None else [])]
     key = store_key(files, f"max_len={max_len} max_ratio={max_ratio} "
                            f"links={word_links is not None}")
@@ -189,7 +191,8 @@ def stored_corpus(folder: Path, src: Path, tgt: Path, src_vocab: Vocab, tgt_voca
                 return open_corpus(folder)
         except (OSError, ValueError):
             pass  # unreadable: built again
-    _build(folder, key, src, tgt, src_vocab, tgt_vocab, max_len, word_links, max_ratio)
+    _build(folder, key, src, tgt, src_vocab, tgt_vocab, max_len, word_links, max_ratio,
+           progress)
     return open_corpus(folder)
 
 
@@ -220,7 +223,8 @@ def open_corpus(folder: Path) -> Corpus:
 
 def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
            max_len: int, word_links: Sequence[Sequence[tuple[int, int]]] | None,
-           max_ratio: float | None = None) -> None:
+           max_ratio: float | None = None,
+           progress: Callable[[int], None] | None = None) -> None:
     size = max(len(src_vocab), len(tgt_vocab))
     dtype = np.uint16 if size <= np.iinfo(np.uint16).max + 1 else np.uint32
     tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
@@ -263,6 +267,8 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
                            np.int16)
                     np.array([f is not None for f in found], dtype=np.uint8).tofile(
                         out["links.ok"])
+                if progress is not None:
+                    progress(start + len(chunk))
         finally:
             for name in names:
                 out[name].close()

@@ -207,3 +207,36 @@ def test_training_on_weighted_corpora(tmp_path, capsys):
         "--set", f"training.guided_alignment={extra / 'x.en'}"]
     assert run(guided) == 2
     assert "data.corpora and training.guided_alignment" in capsys.readouterr().err
+
+
+def test_encoding_reports_its_progress_chunk_by_chunk(files, vocab, tmp_path, tiny_transformer,
+                                                      monkeypatch):
+    heard: list[int] = []
+    monkeypatch.setattr(store, "CHUNK", 70)                # 300 lines: 5 chunks
+    store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100,
+                        [tiny_transformer / "spm.model"], progress=heard.append)
+    assert heard == [70, 140, 210, 280, 300]
+    store.stored_corpus(tmp_path / "corpus", *files, vocab, vocab, 100,   # reused: no work
+                        [tiny_transformer / "spm.model"], progress=heard.append)
+    assert heard == [70, 140, 210, 280, 300]
+
+
+def test_the_cli_draws_an_encoding_bar_on_a_terminal_only():
+    import io
+
+    from rich.console import Console
+
+    from seqattn.cli.train import RichReporter
+
+    term = Console(file=io.StringIO(), force_terminal=True, width=100)
+    reporter = RichReporter(console=term)
+    reporter.encoding("train.en", 40_000, 100_000)
+    assert reporter.progress is not None
+    assert reporter.progress.tasks[0].completed == 40_000
+    assert reporter.progress.tasks[0].total == 100_000
+    reporter.encoding("train.en", 100_000, 100_000)   # done: the bar goes
+    assert reporter.progress is None
+    assert "encoding train.en" in term.file.getvalue()
+    plain = RichReporter(console=Console(file=io.StringIO(), width=100))
+    plain.encoding("train.en", 40_000, 100_000)
+    assert plain.progress is None and plain.console.file.getvalue() == ""

@@ -163,8 +163,32 @@ class RichReporter:
         self.progress: Any = None
         self.task: Any = None
 
+    def encoding(self, name: str, done: int, total: int) -> None:
+        """A bar while the training pairs are encoded into the store (a terminal only: the
+        log says when it starts and ends)."""
+        if not self.console.is_terminal:
+            return
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+        )
+
+        if self.progress is None:
+            self.progress = Progress(TextColumn("encoding {task.fields[name]}"), BarColumn(),
+                                     MofNCompleteColumn(), TimeRemainingColumn(),
+                                     console=self.console, transient=True)
+            self.task = self.progress.add_task("encode", total=total, name=name)
+            self.progress.start()
+        self.progress.update(self.task, completed=done, total=total, name=name)
+        if done >= total:
+            self.close()
+
     def start(self, step: int, max_steps: int) -> None:
         self.eta.start(step, max_steps)
+        self.close()  # an encoding bar left by a run that stopped short of the end
         if not self.console.is_terminal:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn

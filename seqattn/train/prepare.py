@@ -4,6 +4,7 @@ training and validation pairs encoded, and guided-alignment links read and mappe
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,7 +105,10 @@ def guided_links_file(cfg: Config, out: Path, pairs: list[tuple[str, str]], src:
     return path
 
 
-def prepare_data(cfg: Config, out: Path) -> TrainData:
+def prepare_data(cfg: Config, out: Path,
+                 encoding: Callable[[str, int, int], None] | None = None) -> TrainData:
+    """The run's vocabulary and data; ``encoding(name, pairs done, pairs in all)`` hears how
+    far the encoding of each training file has gone (the CLI draws a bar)."""
     d = cfg.data
     paths = {k: _require(getattr(d, k), f"data.{k}")
              for k in ("train_src", "train_tgt", "valid_src", "valid_tgt")}
@@ -138,10 +142,15 @@ def prepare_data(cfg: Config, out: Path) -> TrainData:
     src_vocab = Vocab(src_path)
     tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
     vocab_files = sorted({src_path, tgt_path})
+    def told(name: str, total: int) -> Callable[[int], None] | None:
+        return None if encoding is None else (lambda done: encoding(name, done, total))
+
     main = stored_corpus(out / CORPUS, paths["train_src"], paths["train_tgt"], src_vocab,
-                         tgt_vocab, d.max_len, vocab_files, word_links, links_file, d.max_ratio)
+                         tgt_vocab, d.max_len, vocab_files, word_links, links_file, d.max_ratio,
+                         told(paths["train_src"].name, n_src))
     extras = [stored_corpus(out / f"{CORPUS}-{k + 1}", Path(c.src), Path(c.tgt), src_vocab,
-                            tgt_vocab, d.max_len, vocab_files, max_ratio=d.max_ratio)
+                            tgt_vocab, d.max_len, vocab_files, max_ratio=d.max_ratio,
+                            progress=told(Path(c.src).name, checked_lines(Path(c.src))))
               for k, c in enumerate(d.corpora)]
     train = joined([main, *extras])
     parts = None
