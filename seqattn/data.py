@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from seqattn.errors import DataError
-from seqattn.textio import read_lines
+from seqattn.textio import file_lines, read_lines
 from seqattn.vocab import BOS, EOS, PAD, Vocab, segment
 
 log = logging.getLogger(__name__)
@@ -43,22 +43,32 @@ _LINK = re.compile(r"([0-9]+)[-p]([0-9]+)")
 def read_pharaoh(path: str | Path, n_pairs: int) -> list[list[tuple[int, int]]]:
     """Word links per training pair from a Pharaoh file: ``i-j`` (source word i, target word j,
     0-based); ``ipj`` (possible) links are taken as links too. One line per pair."""
+    check_pharaoh(path, n_pairs)
+    return list(iter_pharaoh(path))
+
+
+def check_pharaoh(path: str | Path, n_pairs: int) -> None:
+    """Read a Pharaoh file once, keeping nothing: a missing file, a line count other than
+    ``n_pairs`` or a malformed link is a DataError before any work."""
     if not Path(path).exists():
         raise DataError(f"training.guided_alignment '{path}' does not exist")
-    lines = read_lines(path, allow_empty=True)
-    if len(lines) != n_pairs:
-        raise DataError(f"training.guided_alignment '{path}' has {len(lines)} lines but the "
+    count = sum(1 for _ in iter_pharaoh(path))
+    if count != n_pairs:
+        raise DataError(f"training.guided_alignment '{path}' has {count} lines but the "
                         f"training files have {n_pairs} pairs; it needs one line per pair")
-    out: list[list[tuple[int, int]]] = []
-    for number, line in enumerate(lines, 1):
+
+
+def iter_pharaoh(path: str | Path) -> Iterator[list[tuple[int, int]]]:
+    """The links of each line of a Pharaoh file, lazily (a million pairs' links never sit in
+    memory at once); a malformed link is a DataError naming its line."""
+    for number, line in enumerate(file_lines(Path(path)), 1):
         links = []
         for item in line.split():
             match = _LINK.fullmatch(item)
             if match is None:
                 raise DataError(f"{path}:{number}: '{item}' is not a Pharaoh link 'i-j'")
             links.append((int(match[1]), int(match[2])))
-        out.append(links)
-    return out
+        yield links
 
 
 def piece_links(word_links: Sequence[tuple[int, int]], src_words: Sequence[int],

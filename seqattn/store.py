@@ -29,7 +29,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -174,7 +174,7 @@ def store_key(files: Sequence[Path], settings: str) -> str:
 
 def stored_corpus(folder: Path, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
                   max_len: int, vocab_files: Sequence[Path],
-                  word_links: Sequence[Sequence[tuple[int, int]]] | None = None,
+                  word_links: Iterable[Sequence[tuple[int, int]]] | None = None,
                   links_file: Path | None = None, max_ratio: float | None = None,
                   progress: Callable[[int], None] | None = None) -> Corpus:
     """The training corpus from ``folder`` when its key matches, else encoded into it first
@@ -222,7 +222,7 @@ def open_corpus(folder: Path) -> Corpus:
 
 
 def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_vocab: Vocab,
-           max_len: int, word_links: Sequence[Sequence[tuple[int, int]]] | None,
+           max_len: int, word_links: Iterable[Sequence[tuple[int, int]]] | None,
            max_ratio: float | None = None,
            progress: Callable[[int], None] | None = None) -> None:
     size = max(len(src_vocab), len(tgt_vocab))
@@ -241,8 +241,10 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
         out["ends"] = dict.fromkeys(sides, 0)  # ids written so far, per side
         for side in sides:
             np.zeros(1, dtype=np.int64).tofile(out[f"{side}.idx"])
+        links = iter(word_links) if word_links is not None else None  # read in step
         try:
             for start, chunk in _chunks(src, tgt):
+                chunk_links = list(itertools.islice(links, len(chunk))) if links else []
                 keep = [k for k, (s, t) in enumerate(chunk) if s.strip() and t.strip()]
                 counts["skipped_empty"] += len(chunk) - len(keep)
                 s_ids = src_vocab.sp.encode([chunk[k][0] for k in keep], out_type=int,
@@ -261,7 +263,7 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
                 _write(out, "tgt", [t for _, _, t in kept], dtype)
                 if word_links is not None:
                     found = [_piece_links(src_vocab, tgt_vocab, chunk[k], s, t,
-                                          word_links[start + k]) for k, s, t in kept]
+                                          chunk_links[k]) for k, s, t in kept]
                     counts["unusable_links"] += sum(f is None for f in found)
                     _write(out, "links", [[x for pair in f or () for x in pair] for f in found],
                            np.int16)

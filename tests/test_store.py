@@ -240,3 +240,22 @@ def test_the_cli_draws_an_encoding_bar_on_a_terminal_only():
     plain = RichReporter(console=Console(file=io.StringIO(), width=100))
     plain.encoding("train.en", 40_000, 100_000)
     assert plain.progress is None and plain.console.file.getvalue() == ""
+
+
+def test_guided_links_are_read_in_step_with_the_text(files, vocab, tmp_path, tiny_transformer,
+                                                     monkeypatch):
+    """The Pharaoh file is streamed chunk by chunk beside the text (never held whole), and the
+    store holds the same links as from a list."""
+    from seqattn.data import iter_pharaoh
+
+    pairs = read_parallel(*files)
+    links = _diagonal(pairs)
+    path = tmp_path / "links.txt"
+    path.write_text("".join(" ".join(f"{i}-{j}" for i, j in x) + "\n" for x in links))
+    monkeypatch.setattr(store, "CHUNK", 70)
+    streamed = store.stored_corpus(tmp_path / "a", *files, vocab, vocab, 100,
+                                   [tiny_transformer / "spm.model"], iter_pharaoh(path), path)
+    listed = store.stored_corpus(tmp_path / "b", *files, vocab, vocab, 100,
+                                 [tiny_transformer / "spm.model"], links, path)
+    assert list(streamed.links) == list(listed.links)
+    assert sum(1 for x in streamed.links if x) > 250

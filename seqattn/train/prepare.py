@@ -10,7 +10,7 @@ from pathlib import Path
 
 from seqattn import checkpoint as ckpt
 from seqattn.config import Config
-from seqattn.data import Corpus, encode_corpus, read_parallel, read_pharaoh
+from seqattn.data import Corpus, check_pharaoh, encode_corpus, iter_pharaoh, read_parallel
 from seqattn.errors import CheckpointError, ConfigError, DataError
 from seqattn.store import checked_lines, joined, stored_corpus
 from seqattn.textio import atomic_write
@@ -80,8 +80,7 @@ CORPUS = "corpus"
 GUIDED_LINKS = "guided.eflomal.txt"
 
 
-def guided_links_file(cfg: Config, out: Path, pairs: list[tuple[str, str]], src: Path,
-                      tgt: Path) -> Path | None:
+def guided_links_file(cfg: Config, out: Path, src: Path, tgt: Path) -> Path | None:
     """The Pharaoh file guided alignment reads: the one configured, or, with ``eflomal``,
     links seqattn makes with eflomal once and keeps in the run directory (reused on resume).
     The Moses tokenizer's language is each training file's suffix when it is a language code
@@ -96,6 +95,7 @@ def guided_links_file(cfg: Config, out: Path, pairs: list[tuple[str, str]], src:
     if path.is_file():
         return path
     require_extra()  # before anything is computed
+    pairs = read_parallel(src, tgt)  # eflomal needs the whole corpus in memory anyway
     langs = [language_of(f) for f in (src, tgt)]
     log.info("guided alignment: running eflomal on %d training pairs (%s-%s)", len(pairs),
              *langs)
@@ -130,13 +130,11 @@ def prepare_data(cfg: Config, out: Path,
                             "numbers of lines; parallel files must have one line per pair")
     word_links = None  # read before any work, so a bad file stops the run at once
     links_file = None
-    if cfg.training.guided_alignment:  # only guided alignment needs the pairs in memory
-        train_pairs = read_parallel(paths["train_src"], paths["train_tgt"])
-        links_file = guided_links_file(cfg, out, train_pairs, paths["train_src"],
-                                       paths["train_tgt"])
+    if cfg.training.guided_alignment:
+        links_file = guided_links_file(cfg, out, paths["train_src"], paths["train_tgt"])
         assert links_file is not None  # guided_alignment is set
-        word_links = read_pharaoh(links_file, len(train_pairs))
-        del train_pairs
+        check_pharaoh(links_file, n_src)          # one pass now; read again as it is encoded
+        word_links = iter_pharaoh(links_file)
     prepare_vocab(cfg, out, paths["train_src"], paths["train_tgt"])
     src_path, tgt_path = ckpt.spm_paths(out)
     src_vocab = Vocab(src_path)
