@@ -63,11 +63,17 @@ def test_length_penalty_formula():
 def test_alone_equals_in_a_batch_of_64(tiny_model, beam):
     tr = load(tiny_model)
     lines = (SAMPLE / "train.en").read_text(encoding="utf-8").splitlines()[:64]
-    together = tr.translate(lines, beam=beam, batch_tokens=100_000)
+    together = tr.translate(lines, beam=beam, n_best=beam, batch_tokens=100_000)
     for k in (0, 17, 63):
         alone = tr.translate([lines[k]], beam=beam)[0]
-        assert alone.text == together[k].text
         assert alone.score == pytest.approx(together[k].score, abs=1e-4)
+        if alone.text != together[k].text:
+            # only a tie within float rounding may swap the best two (a barely trained
+            # model's beams are full of near-ties, and a batch sums in another order): the
+            # batch found the same text as its runner-up, with the same score
+            runner_up = together[k].hyps[1]
+            assert runner_up.text == alone.text
+            assert runner_up.score == pytest.approx(alone.score, abs=1e-4)
 
 
 def test_min_and_max_length_force_exact_length(tiny_transformer):
