@@ -14,7 +14,6 @@ memory (``RssAnon``) after all that.
 from __future__ import annotations
 
 import json
-import re
 import subprocess
 import sys
 import tempfile
