@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from seqattn.errors import DataError
-from seqattn.textio import file_lines, read_lines
+from seqattn.textio import open_input, read_lines, stream_lines
 from seqattn.vocab import BOS, EOS, PAD, Vocab, segment
 
 log = logging.getLogger(__name__)
@@ -61,14 +61,23 @@ def check_pharaoh(path: str | Path, n_pairs: int) -> None:
 def iter_pharaoh(path: str | Path) -> Iterator[list[tuple[int, int]]]:
     """The links of each line of a Pharaoh file, lazily (a million pairs' links never sit in
     memory at once); a malformed link is a DataError naming its line."""
-    for number, line in enumerate(file_lines(Path(path)), 1):
-        links = []
-        for item in line.split():
-            match = _LINK.fullmatch(item)
-            if match is None:
-                raise DataError(f"{path}:{number}: '{item}' is not a Pharaoh link 'i-j'")
-            links.append((int(match[1]), int(match[2])))
-        yield links
+    import gzip
+    import zlib
+
+    file = Path(path)
+    opened: Any = gzip.open(file, "rb") if file.suffix == ".gz" else open_input(file)
+    with opened as f:
+        try:
+            for number, line in enumerate(stream_lines(f, str(file)), 1):
+                links = []
+                for item in line.split():
+                    match = _LINK.fullmatch(item)
+                    if match is None:
+                        raise DataError(f"{path}:{number}: '{item}' is not a Pharaoh link 'i-j'")
+                    links.append((int(match[1]), int(match[2])))
+                yield links
+        except (EOFError, zlib.error):
+            raise DataError(f"'{path}' is not a valid gzip file") from None
 
 
 def piece_links(word_links: Sequence[tuple[int, int]], src_words: Sequence[int],

@@ -175,3 +175,21 @@ def test_guided_settings_are_checked_against_the_model(tmp_path):
     with pytest.raises(ConfigError, match="guided_head .4. is out of range"):
         guided_view(config_from_dict({}, ["model.heads=4", "training.guided_head=4",
                                           "training.guided_alignment=x.txt"]))
+
+
+def test_pharaoh_links_stream_from_a_gzip_file_too(tmp_path):
+    """The shipped recipes' links are gzip-compressed: read (and checked) the same way."""
+    import gzip
+
+    from seqattn.data import check_pharaoh, iter_pharaoh
+
+    text = "0-0 1p2\n\n3-0\n"
+    (tmp_path / "a.txt").write_text(text)
+    (tmp_path / "a.txt.gz").write_bytes(gzip.compress(text.encode()))
+    plain = list(iter_pharaoh(tmp_path / "a.txt"))
+    packed = list(iter_pharaoh(tmp_path / "a.txt.gz"))
+    assert packed == plain == [[(0, 0), (1, 2)], [], [(3, 0)]]
+    check_pharaoh(tmp_path / "a.txt.gz", 3)
+    (tmp_path / "cut.gz").write_bytes(gzip.compress(text.encode())[:-6])   # truncated
+    with pytest.raises(DataError, match="not a valid gzip file"):
+        check_pharaoh(tmp_path / "cut.gz", 3)
