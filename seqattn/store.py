@@ -59,16 +59,14 @@ class _Indexed(Sequence[Any]):
 class Ragged(_Indexed):
     """``n`` sequences of ints stored end to end; item ``i`` is a list (as a Corpus has).
 
-    ``offsets`` may be given (the store keeps them on disk, memory-mapped like the rest, so they
-    sit in the page cache instead of each process's own memory); else they are summed here.
+    The offsets come from the store's disk, memory-mapped like the rest, so they sit in the
+    page cache instead of each process's own memory.
 
     Shapes: flat (sum of lengths,), lengths (n,), offsets (n + 1,) int64
     """
 
-    def __init__(self, flat: np.ndarray, lengths: np.ndarray, offsets: np.ndarray | None = None):
-        self.flat, self.lens = flat, lengths
-        self.offsets = offsets if offsets is not None else \
-            np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    def __init__(self, flat: np.ndarray, lengths: np.ndarray, offsets: np.ndarray):
+        self.flat, self.lens, self.offsets = flat, lengths, offsets
 
     def __len__(self) -> int:
         return len(self.lens)
@@ -237,14 +235,14 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
     names = [f"{side}.{kind}" for side in sides for kind in ("ids", "len", "idx")] + \
         (["links.ok"] if word_links is not None else [])
     try:
-        out: dict[str, Any] = {name: open(tmp / name, "wb") for name in names}
-        out["ends"] = dict.fromkeys(sides, 0)  # ids written so far, per side
+        out = {name: open(tmp / name, "wb") for name in names}
+        ends = dict.fromkeys(sides, 0)  # ids written so far, per side
         for side in sides:
             np.zeros(1, dtype=np.int64).tofile(out[f"{side}.idx"])
         links = iter(word_links) if word_links is not None else None  # read in step
         try:
             for start, chunk in _chunks(src, tgt):
-                chunk_links = list(itertools.islice(links, len(chunk))) if links else []
+                chunk_links = [] if links is None else list(itertools.islice(links, len(chunk)))
                 keep = [k for k, (s, t) in enumerate(chunk) if s.strip() and t.strip()]
                 counts["skipped_empty"] += len(chunk) - len(keep)
                 s_ids = src_vocab.sp.encode([chunk[k][0] for k in keep], out_type=int,
@@ -259,21 +257,21 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
                             1, min(len(s), len(t)))]
                 counts["skipped_ratio"] += len(short) - len(kept)
                 counts["pairs"] += len(kept)
-                _write(out, "src", [s for _, s, _ in kept], dtype)
-                _write(out, "tgt", [t for _, _, t in kept], dtype)
+                _write(out, ends, "src", [s for _, s, _ in kept], dtype)
+                _write(out, ends, "tgt", [t for _, _, t in kept], dtype)
                 if word_links is not None:
                     found = [_piece_links(src_vocab, tgt_vocab, chunk[k], s, t,
                                           chunk_links[k]) for k, s, t in kept]
                     counts["unusable_links"] += sum(f is None for f in found)
-                    _write(out, "links", [[x for pair in f or () for x in pair] for f in found],
-                           np.int16)
+                    flat = [[x for pair in f or () for x in pair] for f in found]
+                    _write(out, ends, "links", flat, np.int16)
                     np.array([f is not None for f in found], dtype=np.uint8).tofile(
                         out["links.ok"])
                 if progress is not None:
                     progress(start + len(chunk))
         finally:
-            for name in names:
-                out[name].close()
+            for f in out.values():
+                f.close()
         meta = {"format": FORMAT, "key": key, "dtype": np.dtype(dtype).name,
                 "links": word_links is not None, **counts}
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
@@ -286,14 +284,16 @@ def _build(folder: Path, key: str, src: Path, tgt: Path, src_vocab: Vocab, tgt_v
     log.info("training pairs encoded into %s (%d kept)", folder, counts["pairs"])
 
 
-def _write(out: dict[str, Any], name: str, seqs: list[list[int]], dtype: Any) -> None:
-    """Append ``seqs`` to the ``name`` side: ids, lengths, and each sequence's end offset."""
+def _write(out: dict[str, Any], ends: dict[str, int], name: str, seqs: list[list[int]],
+           dtype: Any) -> None:
+    """Append ``seqs`` to the ``name`` side: ids, lengths, and each sequence's end offset
+    (``ends[name]``: ids written so far)."""
     lens = np.array([len(s) for s in seqs], dtype=np.int32)
     lens.tofile(out[f"{name}.len"])
-    ends = out["ends"][name] + np.cumsum(lens, dtype=np.int64)
-    ends.tofile(out[f"{name}.idx"])
-    if len(ends):
-        out["ends"][name] = int(ends[-1])
+    offsets = ends[name] + np.cumsum(lens, dtype=np.int64)
+    offsets.tofile(out[f"{name}.idx"])
+    if len(offsets):
+        ends[name] = int(offsets[-1])
     np.fromiter(itertools.chain.from_iterable(seqs), dtype=dtype).tofile(out[f"{name}.ids"])
 
 

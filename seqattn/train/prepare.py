@@ -119,13 +119,15 @@ def prepare_data(cfg: Config, out: Path,
                         f"has {n_tgt}; parallel files must have one line per sentence pair")
     if not n_src:
         raise DataError(f"'{paths['train_src']}' and '{paths['train_tgt']}' are empty")
+    extra_lines = []
     for k, c in enumerate(d.corpora):  # every corpus checked before any work
         if cfg.training.guided_alignment:
             raise ConfigError("data.corpora and training.guided_alignment do not go together "
                               "yet: the links cover data.train_src only")
         extra = {side: _require(getattr(c, side), f"data.corpora[{k}].{side}")
                  for side in ("src", "tgt")}
-        if checked_lines(extra["src"]) != checked_lines(extra["tgt"]):
+        extra_lines.append(checked_lines(extra["src"]))
+        if extra_lines[-1] != checked_lines(extra["tgt"]):
             raise DataError(f"data.corpora[{k}]: '{c.src}' and '{c.tgt}' have different "
                             "numbers of lines; parallel files must have one line per pair")
     word_links = None  # read before any work, so a bad file stops the run at once
@@ -148,8 +150,8 @@ def prepare_data(cfg: Config, out: Path,
                          told(paths["train_src"].name, n_src))
     extras = [stored_corpus(out / f"{CORPUS}-{k + 1}", Path(c.src), Path(c.tgt), src_vocab,
                             tgt_vocab, d.max_len, vocab_files, max_ratio=d.max_ratio,
-                            progress=told(Path(c.src).name, checked_lines(Path(c.src))))
-              for k, c in enumerate(d.corpora)]
+                            progress=told(Path(c.src).name, n))
+              for k, (c, n) in enumerate(zip(d.corpora, extra_lines))]
     train = joined([main, *extras])
     parts = None
     if extras:
