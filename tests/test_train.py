@@ -177,6 +177,7 @@ def test_invalid_utf8_names_file_and_line(tmp_path, capsys):
         args += ["--set", item]
     assert run(args) == 2
     assert "bad.en' is not valid UTF-8 (line 3" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()    # no empty run directory left by the refusal
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])

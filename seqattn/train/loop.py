@@ -96,9 +96,15 @@ def train(cfg: Config, out: str | Path, resume: bool = False, device: str | None
                           "use bf16 or fp32")
     torch.manual_seed(cfg.training.seed)
     if rank == 0:
+        made = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         remove_stale_temporaries(out)
-        data = prepare_data(cfg, out, reporter.encoding)
+        try:
+            data = prepare_data(cfg, out, reporter.encoding)
+        except BaseException:
+            if made and not any(out.iterdir()):  # a bad input: no empty run directory left
+                out.rmdir()
+            raise
         atomic_write(out / ckpt.CONFIG, lambda f: f.write(dump_config(cfg)))
     if world > 1:
         barrier()
