@@ -306,7 +306,10 @@ def _write(rec: Any, fmt: Format, extraction: Any) -> None:
     if fmt is Format.pharaoh:
         emit(pharaoh(rec.links), flush=True)
     elif fmt is Format.jsonl:
-        emit(json.dumps(_json(rec, extraction), ensure_ascii=False), flush=True)
+        from seqattn.records import alignment_record
+
+        sym = extraction.sym if extraction is not None else None
+        emit(json.dumps(alignment_record(rec, sym), ensure_ascii=False), flush=True)
     elif rec.empty:
         emit("", flush=True)
     else:
@@ -314,34 +317,6 @@ def _write(rec: Any, fmt: Format, extraction: Any) -> None:
 
         out_console().print(alignment_table(rec) if fmt is Format.table else heatmap(rec))
         sys.stdout.flush()
-
-
-def _json(rec: Any, extraction: Any) -> dict[str, Any]:
-    """One jsonl record; ``extraction`` is given when a reverse model symmetrized the links."""
-    from seqattn.align.links import pharaoh
-
-    links = sorted(rec.links)
-    obj: dict[str, Any] = {
-        "id": rec.id, "source": rec.source, "target": rec.target,
-        "source_words": rec.src.words if rec.src else [],
-        "target_words": rec.tgt.words if rec.tgt else [],
-        "source_pieces": rec.src.pieces if rec.src else [],
-        "target_pieces": rec.tgt.pieces if rec.tgt else [],
-        "alignment": pharaoh(links), "links": [list(link) for link in links],
-        "link_probs": rec.link_probs(),
-        "attention": rec.words.tolist() if rec.words is not None else [],
-        "eos": rec.eos.tolist() if rec.eos is not None else [],
-        "view": rec.view.as_dict() if rec.view is not None else None,
-    }
-    if rec.reverse_words is not None:  # (n_src, n_tgt): rows are source words
-        obj["reverse_attention"] = rec.reverse_words.tolist()
-        obj["reverse_link_probs"] = [float(rec.reverse_words[s, t]) for s, t in links]
-        obj["sym"] = extraction.sym
-    if rec.truncated:
-        obj["truncated"] = True
-    if rec.checks is not None:
-        obj["checks"] = rec.checks.as_dict(rec.src.words, rec.tgt.words)
-    return obj
 
 
 def _pictures(records: list[Any], html: Path | None, png: Path | None) -> None:

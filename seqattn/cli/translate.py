@@ -181,13 +181,15 @@ def translate(
                                 batch_tokens=batch_tokens, attention=need_attention,
                                 chunk=max(1, min(256, batch_tokens // 16)),
                                 split_sentences=split, fold_caps=caps)
+    from seqattn.records import evidence_card
+
     for tr in results:  # flushed line by line: a long file shows results as it goes
         if copy_numbers:  # with the model's own view, whatever the table shows
             from seqattn.align.numbers import copy_numbers as copy
 
             copy(translator, tr)
         seen: dict[int, Any] = {}  # each hypothesis's attention, read once for all outputs
-        card = _card(translator, tr, view, seen) if check and tr.hyps else None
+        card = evidence_card(translator, tr, view, seen) if check and tr.hyps else None
         emit(_record(translator, tr, fmt, attention, view, card, seen), flush=True)
         if card is not None and fmt is not Format.jsonl and not card.clean:
             log.warning("line %d: %s", tr.id + 1, _summary(card, tr))
@@ -200,24 +202,6 @@ def _read(source: str) -> Iterator[str]:
     from seqattn.textio import open_input, stream_lines
 
     return stream_lines(open_input(source), source)
-
-
-def _attention(translator: Any, tr: Any, hyp: Any, view: Any, seen: dict[int, Any]) -> Any:
-    """(words, eos) of ``hyp`` under ``view``, computed once per hypothesis (a forced pass for
-    the full-context aligner) however many outputs read it."""
-    if id(hyp) not in seen:
-        from seqattn.align.force import word_attention
-
-        seen[id(hyp)] = word_attention(translator, tr, hyp, view)
-    return seen[id(hyp)]
-
-
-def _card(translator: Any, tr: Any, view: Any, seen: dict[int, Any]) -> Any:
-    """The evidence card of the best hypothesis (:mod:`seqattn.align.checks`)."""
-    from seqattn.align.checks import evidence
-
-    words, eos = _attention(translator, tr, tr.hyps[0], view, seen)
-    return evidence(words, eos, tr.hyps[0].words)
 
 
 def _summary(card: Any, tr: Any) -> str:
@@ -244,45 +228,10 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any,
         for h in tr.hyps or [None]:
             cols += [h.text, f"{h.score:.4f}"] if h is not None else ["", ""]
         return "\t".join(cols)
-    obj = _json(translator, tr, attention, view, seen)
-    if card is not None:
-        obj["checks"] = card.as_dict(tr.src.words, tr.hyps[0].words)
+    from seqattn.records import translation_record
+
+    obj = translation_record(translator, tr, view, attention=attention, card=card, seen=seen)
     return json.dumps(obj, ensure_ascii=False)
-
-
-def _json(translator: Any, tr: Any, attention: bool, view: Any,
-          seen: dict[int, Any]) -> dict[str, Any]:
-    from seqattn.align.links import extract_links, pharaoh
-    from seqattn.align.settings import resolve_extraction
-
-    obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
-                           "score": tr.score,
-                           "source_words": tr.src.words if tr.src else [],
-                           "source_pieces": tr.src.pieces if tr.src else []}
-    if tr.truncated:
-        obj["truncated"] = True
-    nbest = []
-    ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
-    for h in tr.hyps:
-        words, eos = _attention(translator, tr, h, view, seen)
-        links = extract_links(words, ex.method, ex.threshold)
-        entry = {"translation": h.text, "score": h.score, "log_prob": h.log_prob,
-                 "target_words": h.words, "target_pieces": h.pieces,
-                 "alignment": pharaoh(links), "links": [list(link) for link in sorted(links)]}
-        if h.copied:
-            entry["copied"] = [list(pair) for pair in h.copied]
-        if attention:
-            entry["attention"] = words.tolist()
-            entry["eos_attention"] = eos.tolist()
-        nbest.append(entry)
-    if nbest:
-        obj.update({k: v for k, v in nbest[0].items() if k not in ("translation", "score")})
-    else:
-        obj.update({"log_prob": None, "target_words": [], "target_pieces": [], "alignment": "",
-                    "links": []})
-    if len(nbest) > 1:
-        obj["nbest"] = nbest
-    return obj
 
 
 def _table(translator: Any, tr: Any, view: Any, card: Any, seen: dict[int, Any]) -> Any:
@@ -291,7 +240,9 @@ def _table(translator: Any, tr: Any, view: Any, card: Any, seen: dict[int, Any])
     from seqattn.align.words import entropy
 
     hyp = tr.hyps[0]
-    words, eos = _attention(translator, tr, hyp, view, seen)
+    from seqattn.records import hyp_attention
+
+    words, eos = hyp_attention(translator, tr, hyp, view, seen)
     decoder_layers = translator.model.attention_shape()[0]
     several = translator.model.attention_shape() != (1, 1)  # else one attention: no choice
     where = "" if not several else \

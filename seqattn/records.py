@@ -1,0 +1,112 @@
+"""JSON records of translations and alignments, built in one place.
+
+``seqattn translate --format jsonl``, ``seqattn align --format jsonl`` and ``seqattn serve``
+all write these, so a served result equals the command line's for the same input and options.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqattn.translate import Hyp, Translation, Translator
+
+
+def hyp_attention(translator: Translator, tr: Translation, hyp: Hyp, view: Any,
+                  seen: dict[int, Any]) -> Any:
+    """(words, eos) of ``hyp`` under ``view``, computed once per hypothesis (a forced pass for
+    the full-context aligner) however many outputs read it; ``seen`` is the per-line cache."""
+    if id(hyp) not in seen:
+        from seqattn.align.force import word_attention
+
+        seen[id(hyp)] = word_attention(translator, tr, hyp, view)
+    return seen[id(hyp)]
+
+
+def evidence_card(translator: Translator, tr: Translation, view: Any,
+                  seen: dict[int, Any]) -> Any:
+    """The evidence card of the best hypothesis (:mod:`seqattn.align.checks`)."""
+    from seqattn.align.checks import evidence
+
+    words, eos = hyp_attention(translator, tr, tr.hyps[0], view, seen)
+    return evidence(words, eos, tr.hyps[0].words)
+
+
+def translation_record(translator: Translator, tr: Translation, view: Any, *,
+                       links: bool = True, attention: bool = False, card: Any = None,
+                       seen: dict[int, Any] | None = None) -> dict[str, Any]:
+    """One line's record: source, translation, score; with ``links`` (what ``translate
+    --format jsonl`` writes) the words, pieces, Pharaoh alignment and links of each hypothesis
+    under ``view``; with ``attention`` the soft word matrix too; ``card`` adds ``checks``.
+    An n-best list (more than one hypothesis) goes under ``nbest``."""
+    seen = {} if seen is None else seen
+    obj: dict[str, Any] = {"id": tr.id, "source": tr.source, "translation": tr.text,
+                           "score": tr.score}
+    if links:
+        obj["source_words"] = tr.src.words if tr.src else []
+        obj["source_pieces"] = tr.src.pieces if tr.src else []
+    if tr.truncated:
+        obj["truncated"] = True
+    nbest = [_hyp_entry(translator, tr, h, view, links, attention, seen) for h in tr.hyps]
+    if nbest:
+        obj.update({k: v for k, v in nbest[0].items() if k not in ("translation", "score")})
+    elif links:
+        obj.update({"log_prob": None, "target_words": [], "target_pieces": [], "alignment": "",
+                    "links": []})
+    else:
+        obj["log_prob"] = None
+    if len(nbest) > 1:
+        obj["nbest"] = nbest
+    if card is not None:
+        obj["checks"] = card.as_dict(tr.segmented.words, tr.hyps[0].words)
+    return obj
+
+
+def _hyp_entry(translator: Translator, tr: Translation, h: Hyp, view: Any, links: bool,
+               attention: bool, seen: dict[int, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"translation": h.text, "score": h.score, "log_prob": h.log_prob}
+    if links:
+        from seqattn.align.links import extract_links, pharaoh
+        from seqattn.align.settings import resolve_extraction
+
+        ex = resolve_extraction(translator)  # the model's calibrated way, else argmax
+        words, eos = hyp_attention(translator, tr, h, view, seen)
+        found = extract_links(words, ex.method, ex.threshold)
+        entry.update({"target_words": h.words, "target_pieces": h.pieces,
+                      "alignment": pharaoh(found),
+                      "links": [list(link) for link in sorted(found)]})
+    if h.copied:
+        entry["copied"] = [list(pair) for pair in h.copied]
+    if links and attention:
+        entry["attention"] = words.tolist()
+        entry["eos_attention"] = eos.tolist()
+    return entry
+
+
+def alignment_record(rec: Any, sym: str | None = None) -> dict[str, Any]:
+    """One force-aligned pair (:class:`seqattn.align.force.PairAlignment`) as ``seqattn align
+    --format jsonl`` writes it; ``sym`` names the symmetrization when a reverse model was
+    used."""
+    from seqattn.align.links import pharaoh
+
+    links = sorted(rec.links)
+    obj: dict[str, Any] = {
+        "id": rec.id, "source": rec.source, "target": rec.target,
+        "source_words": rec.src.words if rec.src else [],
+        "target_words": rec.tgt.words if rec.tgt else [],
+        "source_pieces": rec.src.pieces if rec.src else [],
+        "target_pieces": rec.tgt.pieces if rec.tgt else [],
+        "alignment": pharaoh(links), "links": [list(link) for link in links],
+        "link_probs": rec.link_probs(),
+        "attention": rec.words.tolist() if rec.words is not None else [],
+        "eos": rec.eos.tolist() if rec.eos is not None else [],
+        "view": rec.view.as_dict() if rec.view is not None else None,
+    }
+    if rec.reverse_words is not None:  # (n_src, n_tgt): rows are source words
+        obj["reverse_attention"] = rec.reverse_words.tolist()
+        obj["reverse_link_probs"] = [float(rec.reverse_words[s, t]) for s, t in links]
+        obj["sym"] = sym
+    if rec.truncated:
+        obj["truncated"] = True
+    if rec.checks is not None:
+        obj["checks"] = rec.checks.as_dict(rec.src.words, rec.tgt.words)
+    return obj
