@@ -208,3 +208,26 @@ def resolve_sym_extraction(translator: Translator, given: Extraction, sym_given:
     if extraction_given or sym != stored.sym:
         return Extraction(given.method, given.threshold, sym)
     return Extraction(stored.method, stored.threshold, sym)
+
+
+def resolve_alignment(translator: Translator, reverse: Translator | None = None,
+                      method: str | None = None, threshold: float | None = None,
+                      sym: str | None = None, layer: int | None = None,
+                      heads: str | None = None, shift: bool | None = None, merge: str = "sum",
+                      blend: Blend | None = STORED) -> tuple[View, Extraction]:
+    """The view and the link extraction of a force-alignment, as ``seqattn align`` chooses
+    them: what is given, the rest from the model's calibration (:func:`resolve_extraction`,
+    :func:`resolve_sym_extraction` with a ``reverse`` model), else the defaults (argmax;
+    threshold when only ``threshold`` is given; grow-diag-final)."""
+    if sym is not None and reverse is None:
+        raise UsageError("extraction.sym needs a reverse (target → source) model",
+                         params=("extraction.sym",))
+    name = method or ("threshold" if threshold is not None else "argmax")
+    extraction = Extraction(name, threshold, sym or "grow-diag-final")
+    explicit = method is not None or threshold is not None
+    if not explicit:  # the model's calibrated extraction, if it has one
+        extraction = resolve_extraction(translator, extraction)
+    if reverse is not None:  # and its calibrated symmetrization, for what was not given
+        extraction = resolve_sym_extraction(translator, extraction, sym is not None, explicit,
+                                            reverse.loaded.path.name)
+    return resolve_view(translator, layer, heads, shift, merge, blend=blend), extraction

@@ -18,7 +18,16 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from seqattn.cli import align, aligner, evaluate, explain, export, train, translate  # noqa: F401
+from seqattn.cli import (  # noqa: F401
+    align,
+    aligner,
+    evaluate,
+    explain,
+    export,
+    serve,
+    train,
+    translate,
+)
 from seqattn.cli.app import STATE, app, debug_from_env, err_console, in_flags
 from seqattn.cli.output import PipeClosed
 from seqattn.errors import SeqattnError

@@ -179,12 +179,9 @@ def align(
                       merge.value, batch_tokens, save_to)
         if src is None:
             return
-    if not explicit:  # the model's calibrated extraction, if it has one
-        extraction = settings.resolve_extraction(translator, extraction)
-    if reverse is not None:  # and its calibrated symmetrization, for what was not given
-        extraction = settings.resolve_sym_extraction(translator, extraction, sym is not None,
-                                               explicit, reverse.loaded.path.name)
-    view = settings.resolve_view(translator, layer, heads, shift_att, merge.value, blend=blend_view)
+    view, extraction = settings.resolve_alignment(
+        translator, reverse, method.value if method else None, threshold,
+        sym.value if sym else None, layer, heads, shift_att, merge.value, blend=blend_view)
     assert src is not None  # _check_outputs asked for it (only --calibrate goes without)
     pairs = _pairs(src, tgt)
     interactive = src == "-" and sys.stdin.isatty()  # answer each typed line at once

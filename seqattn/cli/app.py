@@ -37,7 +37,11 @@ FLAGS = {"decoding.beam_size": "--beam", "decoding.n_best": "--n-best",
          "view.layer": "--layer", "view.heads": "--heads", "view.blend": "--blend",
          "view.merge": "--merge", "view.attention": "--attention",
          "extraction.method": "--method", "extraction.threshold": "--threshold",
-         "extraction.sym": "--sym"}
+         "extraction.sym": "--sym", "serve.api_key": "--api-key", "serve.no_auth": "--no-auth",
+         "serve.allow_origins": "--allow-origin", "serve.max_lines": "--max-lines",
+         "serve.max_chars": "--max-chars", "serve.batch_wait_ms": "--batch-wait-ms",
+         "serve.max_batch_lines": "--max-batch-lines", "serve.batch_tokens": "--batch-tokens",
+         "serve.port": "--port"}
 
 
 def in_flags(error: Exception) -> str:
