@@ -13,7 +13,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: demo test test-fast check setup lint bench-help clean
+.PHONY: demo test test-fast check setup browser lint bench-help clean
 
 DEMO_MODEL ?= $(firstword $(wildcard models/en-de) runs/demo)
 DEMO_STEPS ?= 300
@@ -29,10 +29,10 @@ demo: setup
 	fi
 	@$(BIN)/seqattn translate -m $(DEMO_MODEL) --align $(DEMO_TEXT)
 
-test: check
+test: check browser
 	$(BIN)/python -m pytest -q
 
-test-fast: setup
+test-fast: setup browser
 	$(BIN)/ruff check seqattn tests bench
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -45,6 +45,21 @@ check: setup
 	$(BIN)/lint-imports --no-cache
 
 setup: $(VENV)/.installed
+
+# The explorer's browser test (tests/test_serve_browser.py) drives Debian's chromium through its
+# chromedriver: installed with apt-get where missing (as root, or through sudo).
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  if command -v apt-get >/dev/null 2>&1; then \
+	    echo "installing chromium and chromium-driver (apt-get) for the browser test" >&2; \
+	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	      chromium chromium-driver >/dev/null; \
+	  else \
+	    echo "the browser test needs chromium and chromedriver; install them, or set" \
+	         "SEQATTN_SKIP_BROWSER=1 to skip it" >&2; \
+	  fi; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
