@@ -200,9 +200,10 @@ function wordElement(side, index, text) {
   el.dataset.side = side;
   el.dataset.index = index;
   el.tabIndex = 0;   // keyboard focus shows the same as hover
+  // no dir attribute here: dir="auto" on the container reads the words' text to pick the
+  // line's direction, and skips any child that has its own dir
   const label = document.createElement("span");
   label.className = "txt";
-  label.dir = "auto";   // each word keeps its own direction inside a mixed line
   label.textContent = text;
   el.append(label);
   return el;
