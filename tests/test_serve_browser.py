@@ -256,6 +256,9 @@ def test_views_scripts_and_errors(driver: Any, server: str) -> None:
     assert (body["layer"], body["heads"], body["shift_att"]) == (1, "max", False)
     record = _post(server, body)["translations"][0]
     _check_hover_matches(driver, record, [0, len(record["target_words"]) - 1], [0])
+    last = len(record["target_words"]) - 1    # keyboard focus marks as hover does
+    driver.execute_script("arguments[0].focus()", _find(driver, f'.tgt-word[data-index="{last}"]'))
+    assert _marked(driver, "src") == {i for i, j in record["links"] if j == last}
     _choose(driver, "#view", "full")
     body = json.loads(_find(driver, "#result").get_attribute("data-request"))
     assert (body["layer"], body["heads"]) == (3, None)

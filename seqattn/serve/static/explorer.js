@@ -4,6 +4,11 @@
 
 const KEY_STORE = "seqattn.apiKey";   // sessionStorage: the API key lives as long as the tab
 const $ = (selector) => document.querySelector(selector);
+const FLAG_TITLES = {   // the evidence card's target-word flags (seqattn/align/checks.py)
+  repeat: "part of a repeated run: a looping decoder?",
+  flat: "attends to nothing in particular: possibly not grounded in the source",
+  eos: "most of its attention is on end-of-sentence: not grounded in any source word",
+};
 const state = {
   models: [],       // GET /v1/models
   record: null,     // the translation record shown
@@ -22,13 +27,9 @@ async function api(path, body) {
   if (body) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method: body ? "POST" : "GET", headers, body: body ? JSON.stringify(body) : undefined,
-  });
-  let data = null;
-  try {
-    data = await response.json();
-  } catch {
-    // not JSON (a proxy's error page): the status line below says enough
-  }
+  }).catch((err) => { throw new Error(`cannot reach the server (${err.message})`); });
+  // not JSON (a proxy's error page): the status line below says enough
+  const data = await response.json().catch(() => null);
   const message = (data && data.error) || `${response.status} ${response.statusText}`;
   if (response.status === 401) throw new AuthNeeded(message);
   if (!response.ok) throw new Error(message);
@@ -180,7 +181,9 @@ function render(record, body) {
   result.hidden = false;
   result.dataset.request = JSON.stringify(body);   // what was asked (tests replay it)
   $("#translation").textContent = record.translation;
-  $("#score").textContent = `score ${record.score.toFixed(3)} · alignment ${record.alignment}`;
+  const score = record.score == null ? "no translation" : `score ${record.score.toFixed(3)}`;
+  $("#score").textContent = `${score} · alignment ${record.alignment || "none"}` +
+                            (record.truncated ? " · truncated at the length cap" : "");
   renderWords($("#source"), record.source_words, "src");
   renderWords($("#target"), record.target_words, "tgt");
   if (record.eos_attention) {
@@ -226,10 +229,8 @@ function targetFlags(checks) {
 function renderFlags(record) {
   const checks = record.checks;
   const summary = $("#flags");
-  if (!checks) {
-    summary.textContent = "";
-    return;
-  }
+  summary.textContent = "";
+  if (!checks) return;
   for (const {index} of checks.omitted) {
     const el = $(`.src-word[data-index="${index}"]`);
     el.classList.add("omitted");
@@ -238,25 +239,28 @@ function renderFlags(record) {
   for (const [j, flags] of Object.entries(targetFlags(checks))) {
     const el = $(`.tgt-word[data-index="${j}"]`);
     el.classList.add("flagged");
-    for (const flag of flags) {
-      const badge = document.createElement("span");
-      badge.className = `badge ${flag}`;
-      badge.textContent = flag;
-      el.append(badge);
-    }
+    el.append(...flags.map((flag) => Object.assign(document.createElement("span"), {
+      className: `badge ${flag}`, textContent: flag, title: FLAG_TITLES[flag]})));
   }
+  const quoted = (words) => words.map((w) => `“${w}”`).join(", ");
+  const omitted = checks.omitted.map((o) => o.word);
+  const repeated = checks.repeated.map((r) => r.ngram);
   const parts = [];
-  if (checks.omitted.length) {
-    parts.push(`possibly omitted: ${checks.omitted.map((o) => `“${o.word}”`).join(", ")}`);
-  }
-  if (checks.repeated.length) {
-    parts.push(`repeated: ${checks.repeated.map((r) => `“${r.ngram}”`).join(", ")}`);
-  }
+  if (omitted.length) parts.push(`possibly omitted: ${quoted(omitted)}`);
+  if (repeated.length) parts.push(`repeated: ${quoted(repeated)}`);
   if (checks.flat.length) parts.push(`${checks.flat.length} flat row(s)`);
   if (checks.eos.length) parts.push(`${checks.eos.length} word(s) mostly on eos`);
   summary.className = parts.length ? "flagged" : "clean";
   summary.textContent = parts.length ? `Evidence card: ${parts.join(" · ")}`
                                      : "Evidence card: no flags.";
+}
+
+/** `text` cut to `max` graphemes (never inside one: a flag or a combining accent stays whole). */
+function shorten(text, max = 14) {
+  const graphemes = window.Intl && Intl.Segmenter
+    ? Array.from(new Intl.Segmenter().segment(text), (g) => g.segment)
+    : Array.from(text);
+  return graphemes.length <= max ? text : `${graphemes.slice(0, max - 1).join("")}…`;
 }
 
 function headCell(side, index, text) {
@@ -265,7 +269,8 @@ function headCell(side, index, text) {
   th.dataset.side = side;
   th.dataset.index = index;
   th.dir = "auto";
-  th.textContent = text;
+  th.textContent = shorten(text);
+  th.title = text;
   return th;
 }
 
@@ -284,8 +289,10 @@ function renderHeatmap(record) {
   const header = document.createElement("tr");
   header.append(document.createElement("th"));
   record.source_words.forEach((w, i) => header.append(headCell("src", i, w)));
-  if (record.eos_attention) header.append(Object.assign(document.createElement("th"),
-                                                        {className: "eos-col", textContent: "eos"}));
+  if (record.eos_attention) {
+    header.append(Object.assign(document.createElement("th"),
+                                {className: "eos-col", textContent: "eos"}));
+  }
   const rows = record.target_words.map((w, j) => {
     const tr = document.createElement("tr");
     tr.append(headCell("tgt", j, w));
@@ -391,8 +398,7 @@ function start() {
   $("#layer").addEventListener("change", retranslate);
   $("#heads").addEventListener("change", retranslate);
   $("#swap").addEventListener("click", reverse);
-  $("#key-save").addEventListener("click", saveKey);
-  $("#api-key").addEventListener("keydown", (event) => { if (event.key === "Enter") saveKey(); });
+  $("#key-row").addEventListener("submit", (event) => { event.preventDefault(); saveKey(); });
   ["#source", "#target", "#heatmap"].forEach((sel) => wireHover($(sel)));
   guarded(loadModels);
 }
