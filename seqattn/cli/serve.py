@@ -90,7 +90,7 @@ def serve(
                            batch_tokens=settings.batch_tokens)
     host_, port_ = sock.getsockname()[:2]
     shown = f"[{host_}]" if ":" in host_ else host_
-    log.warning("serving %s on http://%s:%d (explorer at /, API docs at /docs)%s",
+    log.info("serving %s on http://%s:%d (explorer at /, API docs at /docs)%s",
                 ", ".join(service.models), shown, port_,
                 "" if settings.api_key is None else "; /v1/ needs the API key")
     application = create_app(service, settings)
@@ -99,7 +99,7 @@ def serve(
     server.run(sockets=[sock])
     batcher = application.state.batcher
     how = "Ctrl-C" if server.stopped_by == signal.SIGINT else "SIGTERM"
-    log.warning("stopped (%s) after %d lines in %d batches", how, batcher.lines,
+    log.info("stopped (%s) after %d lines in %d batches", how, batcher.lines,
                 batcher.batches)
     if server.stopped_by == signal.SIGINT:
         raise typer.Exit(130)
