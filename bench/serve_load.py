@@ -84,7 +84,7 @@ def main() -> None:
     want = [json.loads(x)["translation"] for x in offline.splitlines()]
     port = _port()
     server = subprocess.Popen([sys.executable, "-m", "seqattn", "-q", "serve", "-m", args.model,
-                               "--port", str(port)], stderr=subprocess.PIPE, text=True,
+                               "--port", str(port)], stderr=subprocess.DEVNULL, text=True,
                               env=os.environ.copy())
     try:
         for _ in range(300):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import types
 import typing
@@ -36,6 +37,8 @@ def _check_ranges(obj: Any, section: str) -> None:
         value, lo, hi = getattr(obj, f.name), f.metadata.get("lo"), f.metadata.get("hi")
         if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
+        if math.isnan(value):
+            raise ConfigError(f"{section}.{f.name} must be a number, got NaN")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
             bound = f">= {lo}" if hi is None else f"<= {hi}" if lo is None else \
                 f"within [{lo}, {hi}]"

@@ -47,3 +47,14 @@ class Terminated(SeqattnError):
 
     def __init__(self) -> None:
         super().__init__("terminated")
+
+
+#: The user-facing name of each library parameter an error may name (``SeqattnError.params``):
+#: the JSON API's field; the CLI's flag is ``--`` and the name with dashes.
+OPTION_NAMES = {"decoding.beam_size": "beam", "decoding.n_best": "n_best",
+                "decoding.length_penalty": "alpha", "decoding.min_len": "min_len",
+                "decoding.max_len": "max_len", "decoding.max_output_len": "max_output_len",
+                "view.layer": "layer", "view.heads": "heads", "view.blend": "blend",
+                "view.merge": "merge", "view.attention": "attention",
+                "extraction.method": "method", "extraction.threshold": "threshold",
+                "extraction.sym": "sym"}

@@ -31,6 +31,19 @@ def evidence_card(translator: Translator, tr: Translation, view: Any,
     return evidence(words, eos, tr.hyps[0].words)
 
 
+def finish_line(translator: Translator, tr: Translation, view: Any, copy_numbers: bool,
+                check: bool, seen: dict[int, Any]) -> Any:
+    """What ``translate`` does to a translated line before writing it: each source number
+    copied into the output word that attends to it (:mod:`seqattn.align.numbers`; a forced
+    pass, only for lines with a number), then, with ``check``, the best hypothesis's evidence
+    card, which it returns (else None)."""
+    if copy_numbers:
+        from seqattn.align.numbers import copy_numbers as copy
+
+        copy(translator, tr)
+    return evidence_card(translator, tr, view, seen) if check and tr.hyps else None
+
+
 def translation_record(translator: Translator, tr: Translation, view: Any, *,
                        links: bool = True, attention: bool = False, card: Any = None,
                        seen: dict[int, Any] | None = None) -> dict[str, Any]:

@@ -103,3 +103,15 @@ def test_all_keys_lists_dotted_paths():
     keys = all_keys()
     assert "model.hidden_size" in keys and "decoding.beam_size" in keys
     assert len(keys) == len(set(keys))
+
+
+def test_nan_is_refused_everywhere_a_number_is_checked():
+    """NaN compares false with every bound, so a range check alone lets it through."""
+    import math
+
+    from seqattn.config import DecodeConfig
+
+    with pytest.raises(ConfigError, match="length_penalty must be a number, got NaN"):
+        DecodeConfig().override(length_penalty=math.nan)
+    with pytest.raises(ConfigError, match="max_len_a"):
+        DecodeConfig().override(max_len_a=float("nan"))

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from seqattn.cli import run  # noqa: E402
 from seqattn.errors import UsageError  # noqa: E402
 from seqattn.serve.api import create_app  # noqa: E402
-from seqattn.serve.batcher import Batcher  # noqa: E402
+from seqattn.serve.batcher import Batcher, Busy  # noqa: E402
 from seqattn.serve.service import Service  # noqa: E402
 from seqattn.serve.settings import ServeSettings  # noqa: E402
 from seqattn.translate import models_dir  # noqa: E402
@@ -33,10 +33,18 @@ def service() -> Service:
     return Service.load(["en-de", "de-en"], device="cpu")
 
 
+def app_with(service: Service, **settings):
+    """An app over the loaded models under other settings."""
+    return create_app(Service(service.models, ServeSettings(**settings)))
+
+
+LOCAL = "http://127.0.0.1:8000"   # the Host a loopback server answers to
+
+
 @pytest.fixture(scope="module")
 def client(service):
-    with TestClient(create_app(service, ServeSettings(max_lines=8, max_chars=300,
-                                                      max_body_bytes=20000))) as c:
+    app = app_with(service, max_lines=8, max_chars=300, max_body_bytes=20000, max_beam=8)
+    with TestClient(app, base_url=LOCAL) as c:
         yield c
 
 
@@ -173,12 +181,30 @@ def test_no_file_is_written(service, client):
     (b'{"texts": ["a", "b", "c", "d", "e", "f", "g", "h", "i"]}', 413, "at most 8"),
     (b'{"text": "' + b"x" * 400 + b'"}', 413, "300"),
     (b'{"text": "' + b"x " * 12000 + b'"}', 413, "20000"),
-    (b'{"text": null}', 422, "'text'"),
+    (b'{"text": null}', 422, "one of them"),
     (b'{"texts": [1, 2]}', 422, "texts.0"),
+    (b'{"text": "a", "alpha": NaN}', 422, "alpha"),
+    (b'{"text": "a", "alpha": Infinity}', 422, "alpha"),
+    (b'{"text": "a", "beam": 9}', 422, "beam 9 is more than this server allows (8"),
+    (b'{"text": "a", "max_len": 100000000}', 422, "max_len (100000000) cannot exceed"),
+    (b'{"text": "a", "min_len": 5000, "max_output_len": 6000}', 422, "max_output_len 6000"),
+    (b'{"text": "a", "n_best": 6}', 422, "n_best (6) cannot exceed beam"),
+    (b'{"text": "two\\nlines"}', 422, "line break"),
+    (b'{"texts": ["ok", "a\\rb"]}', 422, "texts[1] holds a line break"),
 ])
 def test_bad_translate_requests(client, body, status, says):
     r = client.post("/v1/translate", content=body, headers={"content-type": "application/json"})
-    assert says in one_line_error(r, status)
+    message = one_line_error(r, status)
+    assert says in message
+    assert "decoding." not in message and "view." not in message  # the request's names
+
+
+def test_post_without_content_length(client):
+    def chunks():
+        yield b'{"text": "A dog."}'
+
+    r = client.post("/v1/translate", content=chunks(), headers={"content-type": "application/json"})
+    assert "Content-Length" in one_line_error(r, 411)
 
 
 @pytest.mark.parametrize("body,status,says", [
@@ -189,6 +215,7 @@ def test_bad_translate_requests(client, body, status, says):
     ({"pairs": [["a", "b"]], "threshold": 2}, 422, "threshold"),
     ({"pairs": [["a", "b"]] * 9}, 413, "at most 8"),
     ({"pairs": [["a", "x" * 301]]}, 413, "300"),
+    ({"pairs": [["a\nb", "c"]]}, 422, "line break"),
 ])
 def test_bad_align_requests(client, body, status, says):
     assert says in one_line_error(client.post("/v1/align", json=body), status)
@@ -204,8 +231,8 @@ def test_unknown_paths_and_methods(client):
 
 
 def test_api_key(service):
-    app = create_app(service, ServeSettings(host="0.0.0.0", api_key="s3cret"))
-    with TestClient(app) as c:
+    app = app_with(service, host="0.0.0.0", api_key="s3cret")
+    with TestClient(app, base_url="http://203.0.113.7:8000") as c:
         body = {"text": "A dog."}
         assert "API key" in one_line_error(c.post("/v1/translate", json=body), 401)
         wrong = {"authorization": "Bearer s3creT"}
@@ -219,13 +246,13 @@ def test_api_key(service):
 
 
 def test_cross_origin(service):
-    with TestClient(create_app(service, ServeSettings())) as c:
+    with TestClient(app_with(service), base_url=LOCAL) as c:
         r = c.get("/v1/models", headers={"origin": "https://evil.example"})
         assert "--allow-origin" in one_line_error(r, 403)
-        own = c.get("/v1/models", headers={"origin": "http://testserver"})
+        own = c.get("/v1/models", headers={"origin": LOCAL})
         assert own.status_code == 200
-    allowed = ServeSettings(allow_origins=("https://app.example",))
-    with TestClient(create_app(service, allowed)) as c:
+    allowed = app_with(service, allow_origins=("https://app.example",))
+    with TestClient(allowed, base_url=LOCAL) as c:
         r = c.get("/v1/models", headers={"origin": "https://app.example"})
         assert r.status_code == 200
         assert r.headers["access-control-allow-origin"] == "https://app.example"
@@ -234,6 +261,23 @@ def test_cross_origin(service):
             "access-control-request-headers": "content-type"})
         assert pre.status_code == 200
         one_line_error(c.get("/v1/models", headers={"origin": "https://other.example"}), 403)
+        refused = c.post("/v1/translate", json={"text": "a", "beam": 99},
+                         headers={"origin": "https://app.example"})
+        assert refused.status_code == 422  # an error an allowed page can read
+        assert refused.headers["access-control-allow-origin"] == "https://app.example"
+
+
+def test_dns_rebinding_is_refused(service):
+    """A page on evil.example whose name re-resolves to 127.0.0.1 sends its own Host (and a
+    matching Origin): a loopback server answers only to its own names."""
+    with TestClient(app_with(service), base_url="http://evil.example:8000") \
+            as c:
+        r = c.post("/v1/translate", json={"text": "a"},
+                   headers={"origin": "http://evil.example:8000"})
+        assert "host 'evil.example:8000' refused" in one_line_error(r, 403)
+    for host in ("http://localhost:8000", "http://[::1]:8000"):
+        with TestClient(app_with(service), base_url=host) as c:
+            assert c.get("/v1/models").status_code == 200
 
 
 @pytest.mark.parametrize("kwargs,says", [
@@ -244,6 +288,8 @@ def test_cross_origin(service):
     ({"max_lines": 0}, "max_lines"),
     ({"batch_wait_ms": -1}, "batch_wait_ms"),
     ({"allow_origins": ("evil.example",)}, "origin"),
+    ({"api_key": "clé"}, "ASCII"),
+    ({"max_beam": 0}, "max_beam"),
 ])
 def test_settings_refused(kwargs, says):
     with pytest.raises(UsageError, match=says):
@@ -266,46 +312,54 @@ def test_cli_refuses_open_address_without_key(capsys, monkeypatch):
 # --------------------------------------------------------------------------- the batcher
 
 
-def test_batcher_gathers_concurrent_requests():
-    calls: list[tuple[str, list[str]]] = []
+def _work(calls):
+    def work(group):
+        calls.append([(plan, list(items)) for plan, items in group])
+        return [[f"{plan}:{x}" for x in items] for plan, items in group]
+    return work
 
-    def work(plan, items):
-        calls.append((plan, list(items)))
-        return [f"{plan}:{x}" for x in items]
+
+def test_batcher_gathers_concurrent_requests():
+    calls: list = []
 
     async def main():
-        b = Batcher(work, wait_s=0.05, max_lines=100)
+        b = Batcher(_work(calls), key=lambda plan: plan[0], wait_s=0.05, max_lines=100,
+                    max_queued=1000)
         b.start()
-        got = await asyncio.gather(*[b.submit("p" if k % 3 else "q", [k, k + 100])
-                                     for k in range(9)])
+        got = await asyncio.gather(*[b.submit("p1" if k % 3 else "q", [k, k + 100])
+                                     for k in range(9)] + [b.submit("p2", [7])])
         await b.stop()
         return got
 
     got = asyncio.run(main())
-    assert got[4] == ["p:4", "p:104"] and got[3] == ["q:3", "q:103"]   # each its own results
-    assert sorted(plan for plan, _ in calls) == ["p", "q"]      # one batch per plan
-    assert sum(len(items) for _, items in calls) == 18
+    assert got[4] == ["p1:4", "p1:104"] and got[3] == ["q:3", "q:103"]   # each its own
+    assert got[9] == ["p2:7"]
+    assert len(calls) == 2                      # one pass per key: p1 and p2 share "p"
+    keys = sorted({plan[0] for plan, _ in calls[0]} | {plan[0] for plan, _ in calls[1]})
+    assert keys == ["p", "q"] and sum(len(i) for c in calls for _, i in c) == 19
 
 
-def test_batcher_caps_lines_and_passes_errors():
+def test_batcher_caps_lines_isolates_errors_and_refuses_when_full():
     sizes: list[int] = []
 
-    def work(plan, items):
-        sizes.append(len(items))
-        if plan == "bad":
-            raise UsageError("no")
-        return items
+    def work(group):
+        sizes.append(sum(len(items) for _, items in group))
+        if any(items == ["bad"] for _, items in group):
+            raise UsageError("bad input")
+        return [items for _, items in group]
 
     async def main():
-        b = Batcher(work, wait_s=0.05, max_lines=4)
+        b = Batcher(work, key=lambda plan: plan, wait_s=0.05, max_lines=4, max_queued=11)
         b.start()
-        ok = asyncio.gather(*[b.submit("good", [k]) for k in range(10)])
-        bad = b.submit("bad", [1])
-        results = await asyncio.gather(ok, bad, return_exceptions=True)
+        jobs = [b.submit("p", [k, k]) for k in range(5)] + [b.submit("p", ["bad"])]
+        results = await asyncio.gather(*jobs, return_exceptions=True)
+        full = [b.submit("p", list(range(4))) for _ in range(3)]
+        crowded = await asyncio.gather(*full, return_exceptions=True)
         await b.stop()
-        return results
+        return results, crowded
 
-    ok, bad = asyncio.run(main())
-    assert ok == [[k] for k in range(10)]
-    assert isinstance(bad, UsageError)
-    assert max(sizes) <= 4
+    results, crowded = asyncio.run(main())
+    assert results[:5] == [[k, k] for k in range(5)]   # the bad request fails alone
+    assert isinstance(results[5], UsageError)
+    assert max(sizes) <= 4                             # never more than max_lines a batch
+    assert [isinstance(r, Busy) for r in crowded] == [False, False, True]  # 12 lines > 11

@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.error
@@ -41,15 +42,17 @@ def post(port: int, path: str, body: dict, timeout: float = 120) -> tuple[int, d
 
 
 def start(*args: str) -> tuple[subprocess.Popen, int]:
+    """A server on a free port, its stderr in a file (read with :func:`stop`)."""
     port = free_port()
+    log = tempfile.TemporaryFile("w+", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "seqattn", "serve", "--port", str(port),
-                             "--device", "cpu", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "2"})
+                             "--device", "cpu", *args], stdout=subprocess.DEVNULL,
+                            stderr=log, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
+    proc.log = log  # type: ignore[attr-defined]
     deadline = time.time() + 90
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"server exited {proc.returncode}: {proc.stderr.read()}")
+            raise AssertionError(f"server exited {proc.returncode}: {stop(proc)}")
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
                 return proc, port
@@ -57,6 +60,13 @@ def start(*args: str) -> tuple[subprocess.Popen, int]:
             time.sleep(0.3)
     proc.kill()
     raise AssertionError("server did not answer /health within 90 s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 60) -> str:
+    """Wait for ``proc`` to end; its stderr."""
+    proc.wait(timeout)
+    proc.log.seek(0)  # type: ignore[attr-defined]
+    return proc.log.read()  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +121,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0():
     time.sleep(0.15)           # the request is waiting for its batch, or decoding
     proc.send_signal(signal.SIGTERM)
     t.join(120)
-    _, err = proc.communicate(timeout=60)
+    err = stop(proc)
     assert proc.returncode == 0, err
     status, body = result["answer"]
     assert status == 200 and len(body["translations"]) == 32
@@ -121,7 +131,7 @@ def test_sigterm_finishes_in_flight_requests_and_exits_0():
 def test_ctrl_c_exits_130():
     proc, _ = start("-m", "en-de")
     proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=60)
+    err = stop(proc)
     assert proc.returncode == 130, err
     assert "Traceback" not in err
 

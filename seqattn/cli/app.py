@@ -13,6 +13,7 @@ from typing import Annotated
 import typer
 
 from seqattn import __version__
+from seqattn.errors import OPTION_NAMES
 
 app = typer.Typer(
     name="seqattn",
@@ -31,17 +32,13 @@ app = typer.Typer(
 
 #: The flag of each library parameter a command passes on: an error that names a parameter
 #: (``SeqattnError.params``) is shown with the flag the user typed.
-FLAGS = {"decoding.beam_size": "--beam", "decoding.n_best": "--n-best",
-         "decoding.length_penalty": "--alpha", "decoding.min_len": "--min-len",
-         "decoding.max_len": "--max-len", "decoding.max_output_len": "--max-output-len",
-         "view.layer": "--layer", "view.heads": "--heads", "view.blend": "--blend",
-         "view.merge": "--merge", "view.attention": "--attention",
-         "extraction.method": "--method", "extraction.threshold": "--threshold",
-         "extraction.sym": "--sym", "serve.api_key": "--api-key", "serve.no_auth": "--no-auth",
+FLAGS = {**{param: "--" + name.replace("_", "-") for param, name in OPTION_NAMES.items()},
+         "serve.api_key": "--api-key", "serve.no_auth": "--no-auth",
          "serve.allow_origins": "--allow-origin", "serve.max_lines": "--max-lines",
          "serve.max_chars": "--max-chars", "serve.batch_wait_ms": "--batch-wait-ms",
          "serve.max_batch_lines": "--max-batch-lines", "serve.batch_tokens": "--batch-tokens",
-         "serve.port": "--port"}
+         "serve.port": "--port", "serve.max_beam": "--max-beam",
+         "serve.max_queued_lines": "--max-queued-lines"}
 
 
 def in_flags(error: Exception) -> str:

@@ -61,6 +61,11 @@ def serve(
     ] = 64,
     batch_tokens: Annotated[int, typer.Option(
         "--batch-tokens", help="Source tokens in one decoding batch.")] = 4096,
+    max_beam: Annotated[int, typer.Option(
+        "--max-beam", help="The largest beam a request may ask for.")] = 16,
+    max_queued_lines: Annotated[int, typer.Option(
+        "--max-queued-lines", help="Lines waiting for the decoder at most; past it a "
+                                   "request gets 503 (retry later).")] = 4096,
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
     precision: Annotated[str, typer.Option(
         "--precision", help="fp32, bf16, or fp16 on CUDA (as translate).")] = "fp32",
@@ -68,13 +73,14 @@ def serve(
         "--access-log", help="Log each request on stderr.")] = False,
 ) -> None:
     """Serve translations and alignments over HTTP, with an attention explorer at /."""
-    from seqattn.errors import UsageError
+    from seqattn.errors import SeqattnError, UsageError
     from seqattn.serve.settings import ServeSettings
 
     settings = ServeSettings(host=host, port=port, api_key=api_key, no_auth=no_auth,
                              allow_origins=tuple(allow_origin or ()), max_lines=max_lines,
                              max_chars=max_chars, batch_wait_ms=batch_wait_ms,
-                             max_batch_lines=max_batch_lines, batch_tokens=batch_tokens)
+                             max_batch_lines=max_batch_lines, batch_tokens=batch_tokens,
+                             max_beam=max_beam, max_queued_lines=max_queued_lines)
     try:
         import uvicorn
 
@@ -87,20 +93,21 @@ def serve(
     from seqattn.serve.service import Service
 
     service = Service.load(model or ["en-de"], device=device, precision=precision,
-                           batch_tokens=settings.batch_tokens)
+                           settings=settings)
     host_, port_ = sock.getsockname()[:2]
     shown = f"[{host_}]" if ":" in host_ else host_
     log.info("serving %s on http://%s:%d (explorer at /, API docs at /docs)%s",
-                ", ".join(service.models), shown, port_,
-                "" if settings.api_key is None else "; /v1/ needs the API key")
-    application = create_app(service, settings)
+             ", ".join(service.models), shown, port_,
+             "" if settings.api_key is None else "; /v1/ needs the API key")
+    application = create_app(service)
     server = _server_class()(uvicorn.Config(application, log_level="warning",
                                             access_log=access_log, lifespan="on"))
     server.run(sockets=[sock])
+    if not server.started:
+        raise SeqattnError("the server did not start (see the messages above)")
     batcher = application.state.batcher
-    how = "Ctrl-C" if server.stopped_by == signal.SIGINT else "SIGTERM"
-    log.info("stopped (%s) after %d lines in %d batches", how, batcher.lines,
-                batcher.batches)
+    how = {signal.SIGINT: "Ctrl-C", signal.SIGTERM: "SIGTERM"}.get(server.stopped_by, "ended")
+    log.info("stopped (%s) after %d lines in %d batches", how, batcher.lines, batcher.batches)
     if server.stopped_by == signal.SIGINT:
         raise typer.Exit(130)
 
@@ -151,4 +158,3 @@ def _server_class() -> Any:
                     signal.signal(sig, handler)
 
     return Server
-

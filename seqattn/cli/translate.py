@@ -181,15 +181,11 @@ def translate(
                                 batch_tokens=batch_tokens, attention=need_attention,
                                 chunk=max(1, min(256, batch_tokens // 16)),
                                 split_sentences=split, fold_caps=caps)
-    from seqattn.records import evidence_card
+    from seqattn.records import finish_line
 
     for tr in results:  # flushed line by line: a long file shows results as it goes
-        if copy_numbers:  # with the model's own view, whatever the table shows
-            from seqattn.align.numbers import copy_numbers as copy
-
-            copy(translator, tr)
         seen: dict[int, Any] = {}  # each hypothesis's attention, read once for all outputs
-        card = evidence_card(translator, tr, view, seen) if check and tr.hyps else None
+        card = finish_line(translator, tr, view, copy_numbers, check, seen)
         emit(_record(translator, tr, fmt, attention, view, card, seen), flush=True)
         if card is not None and fmt is not Format.jsonl and not card.clean:
             log.warning("line %d: %s", tr.id + 1, _summary(card, tr))

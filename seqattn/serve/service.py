@@ -8,78 +8,108 @@ together (:mod:`seqattn.serve.batcher`). The records are :mod:`seqattn.records`'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from seqattn.errors import UsageError
+from seqattn.serve.settings import ServeSettings
 from seqattn.textio import language_of
 from seqattn.translate import Translator, load
+
+if TYPE_CHECKING:
+    from seqattn.align.links import Extraction
+    from seqattn.align.views import View
+    from seqattn.config import DecodeConfig
+
+
+def _opt(default: Any, doc: str) -> Any:
+    """An option with its description (the API's OpenAPI page shows it)."""
+    return field(default=default, metadata={"doc": doc})
 
 
 @dataclass(frozen=True)
 class TranslateOptions:
     """The options of ``seqattn translate``, by the JSON API's names (None: the model's)."""
 
-    beam: int | None = None
-    n_best: int = 1
-    alpha: float | None = None
-    min_len: int | None = None
-    max_len: int | None = None
-    max_output_len: int | None = None
-    align: bool = False        # words, pieces, links (the jsonl record's alignment fields)
-    attention: bool = False    # the soft word matrix too (needs align)
-    check: bool = False        # the evidence card
-    layer: int | None = None
-    heads: str | None = None
-    shift_att: bool | None = None
-    blend: str | None = None   # LAYER:HEADS:WEIGHT or "none"
-    copy_numbers: bool = True
-    split: bool = True
-    caps: bool = True
+    beam: int | None = _opt(None, "Beam size; 1 = greedy [the model's, 5].")
+    n_best: int = _opt(1, "Hypotheses per line (under 'nbest' when more than one).")
+    alpha: float | None = _opt(None, "GNMT length penalty α [the model's].")
+    min_len: int | None = _opt(None, "No end-of-sentence before this many pieces.")
+    max_len: int | None = _opt(None, "At most this many pieces per sentence.")
+    max_output_len: int | None = _opt(None, "Never more pieces than this, however long the "
+                                            "source [the model's].")
+    align: bool = _opt(False, "Words, pieces, Pharaoh alignment and links of each hypothesis.")
+    attention: bool = _opt(False, "The soft word attention matrix too (with align).")
+    check: bool = _opt(False, "The evidence card: possible omissions, repeats, flat rows.")
+    layer: int | None = _opt(None, "Decoder layer read for the alignment [the model's view].")
+    heads: str | None = _opt(None, "mean, max or a head number [the model's view].")
+    shift_att: bool | None = _opt(None, "Read each word where it was the decoder input.")
+    blend: str | None = _opt(None, "LAYER:HEADS:WEIGHT, or none [the model's view].")
+    copy_numbers: bool = _opt(True, "Copy source numbers into the output words attending "
+                                    "to them.")
+    split: bool = _opt(True, "Translate a line of several sentences sentence by sentence.")
+    caps: bool = _opt(True, "Translate an ALL-CAPS sentence in sentence case.")
+
+    @property
+    def needs_view(self) -> bool:
+        return self.align or self.check or any(
+            x is not None for x in (self.layer, self.heads, self.shift_att, self.blend))
 
 
 @dataclass(frozen=True)
 class AlignOptions:
     """The options of ``seqattn align`` (cross-attention), by the JSON API's names."""
 
-    reverse_model: str | None = None
-    method: str | None = None
-    threshold: float | None = None
-    sym: str | None = None
-    merge: str = "sum"
-    layer: int | None = None
-    heads: str | None = None
-    shift_att: bool | None = None
-    blend: str | None = None
-    check: bool = False
+    reverse_model: str | None = _opt(None, "A loaded target→source model: align both ways "
+                                           "and symmetrize.")
+    method: str | None = _opt(None, "argmax, threshold, both, confident or bidir [the "
+                                    "model's calibrated one].")
+    threshold: float | None = _opt(None, "The method's threshold P.")
+    sym: str | None = _opt(None, "Symmetrization with reverse_model [the calibrated one].")
+    merge: str = _opt("sum", "Subword merge: sum, mean or max.")
+    layer: int | None = _opt(None, "Decoder layer [the model's view].")
+    heads: str | None = _opt(None, "mean, max or a head number [the model's view].")
+    shift_att: bool | None = _opt(None, "Read each target word at the step where it is the "
+                                        "decoder input.")
+    blend: str | None = _opt(None, "LAYER:HEADS:WEIGHT, or none [the model's view].")
+    check: bool = _opt(False, "The evidence card of each pair.")
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A checked request, without its lines: equal plans share a decoding batch."""
+    """A checked request, without its lines."""
 
     kind: str                      # "translate" or "align"
     model: str
     options: TranslateOptions | AlignOptions
-    search: Any = field(default=None, compare=False)   # DecodeConfig (from the options)
-    view: Any = field(default=None, compare=False)
-    extraction: Any = field(default=None, compare=False)
+    search: DecodeConfig | None = field(default=None, compare=False)
+    view: View | None = field(default=None, compare=False)
+    extraction: Extraction | None = field(default=None, compare=False)
+
+    def batch_key(self) -> Hashable:
+        """Requests with equal keys share a decoding pass: for translation the model, the
+        search and the line policies (records are then built per request, with its own
+        output options); for alignment the whole plan."""
+        o = self.options
+        if isinstance(o, TranslateOptions):
+            return ("translate", self.model, self.search, o.split, o.caps)
+        return self
 
 
 class Service:
     """The models a server holds, by name (a directory's name or a shipped model's)."""
 
-    def __init__(self, models: dict[str, Translator], batch_tokens: int = 4096):
+    def __init__(self, models: dict[str, Translator], settings: ServeSettings | None = None):
         if not models:
-            raise UsageError("give at least one model (-m)")
+            raise UsageError("a server needs at least one model")
         self.models = models
         self.default = next(iter(models))
-        self.batch_tokens = batch_tokens
+        self.settings = settings or ServeSettings()
 
     @classmethod
     def load(cls, names: Sequence[str], device: str = "auto", precision: str = "fp32",
-             batch_tokens: int = 4096) -> Service:
+             settings: ServeSettings | None = None) -> Service:
         models: dict[str, Translator] = {}
         for name in names:
             translator = load(name, device=device, precision=precision)
@@ -87,7 +117,7 @@ class Service:
             if key in models:
                 raise UsageError(f"two models are named '{key}': give each once")
             models[key] = translator
-        return cls(models, batch_tokens)
+        return cls(models, settings)
 
     def translator(self, name: str | None) -> Translator:
         name = self.default if name is None else name
@@ -129,20 +159,33 @@ class Service:
             beam_size=options.beam, n_best=options.n_best, length_penalty=options.alpha,
             min_len=options.min_len, max_len=options.max_len,
             max_output_len=options.max_output_len)
+        self._within_limits(tr, search)
         if options.attention and not options.align:
             raise UsageError("attention (the soft matrix) comes with the alignment: give "
                              "align: true too", params=("attention",))
         view = None
-        if self._needs_view(options):
+        if options.needs_view:
             blend = STORED if options.blend is None else Blend.parse(options.blend)
             view = resolve_view(tr, options.layer, options.heads, options.shift_att,
                                 blend=blend)
         return Plan("translate", name, options, search=search, view=view)
 
-    @staticmethod
-    def _needs_view(o: TranslateOptions) -> bool:
-        return o.align or o.check or any(x is not None for x in (o.layer, o.heads,
-                                                                  o.shift_att, o.blend))
+    def _within_limits(self, tr: Translator, search: DecodeConfig) -> None:
+        """A request may not ask for more work than the server allows: a beam up to
+        ``max_beam``, and no more output pieces than the model's own limit (``decoding.
+        max_output_len`` of its config), so that one request cannot hold the decoder for
+        hours."""
+        if search.beam_size > self.settings.max_beam:
+            raise UsageError(f"decoding.beam_size {search.beam_size} is more than this server "
+                             f"allows ({self.settings.max_beam}, --max-beam)",
+                             params=("decoding.beam_size",))
+        cap = tr.cfg.decoding.max_output_len
+        for param, value in (("decoding.max_output_len", search.max_output_len),
+                             ("decoding.max_len", search.max_len),
+                             ("decoding.min_len", search.min_len)):
+            if value is not None and value > cap:
+                raise UsageError(f"{param} {value} is more than this model's limit ({cap} "
+                                 "pieces)", params=(param,))
 
     def align_plan(self, model: str | None, options: AlignOptions) -> Plan:
         from seqattn.align.settings import STORED, resolve_alignment
@@ -159,48 +202,65 @@ class Service:
 
     # ---------------------------------------------------------------- work (decoding thread)
 
-    def run(self, plan: Plan, items: list[Any]) -> list[dict[str, Any]]:
-        """The records of ``items`` (lines, or (source, target) pairs) under ``plan``."""
-        if plan.kind == "translate":
-            return self._translate(plan, items)
-        return self._align(plan, items)
+    def run(self, group: list[tuple[Plan, list[Any]]]) -> list[list[dict[str, Any]]]:
+        """The records of each job of ``group`` (plans with one :meth:`Plan.batch_key`; items
+        are lines, or (source, target) pairs), decoded in one pass."""
+        plan = group[0][0]
+        if isinstance(plan.options, TranslateOptions):
+            return self._translate(group)
+        pairs = [pair for _, items in group for pair in items]
+        return _split(self._align(plan, pairs), [len(items) for _, items in group])
 
-    def _translate(self, plan: Plan, lines: list[str]) -> list[dict[str, Any]]:
-        from seqattn.align.numbers import copy_numbers
-        from seqattn.records import evidence_card, translation_record
+    def _translate(self, group: list[tuple[Plan, list[Any]]]) -> list[list[dict[str, Any]]]:
+        from seqattn.records import finish_line, translation_record
 
-        o = plan.options
-        assert isinstance(o, TranslateOptions)
-        tr = self.models[plan.model]
-        s = plan.search
+        first = group[0][0]
+        tr, s = self.models[first.model], first.search
+        assert s is not None and isinstance(first.options, TranslateOptions)
+        weights = any(isinstance(p.options, TranslateOptions) and p.options.needs_view
+                      for p, _ in group)
+        lines = [line for _, items in group for line in items]
         results = tr.translate(lines, beam=s.beam_size, n_best=s.n_best,
                                alpha=s.length_penalty, min_len=s.min_len, max_len=s.max_len,
                                max_output_len=s.max_output_len,
-                               batch_tokens=self.batch_tokens, chunk=max(1, len(lines)),
-                               attention=o.align or o.check, split_sentences=o.split,
-                               fold_caps=o.caps)
-        records = []
-        for t in results:
-            if o.copy_numbers:
-                copy_numbers(tr, t)
-            seen: dict[int, Any] = {}
-            card = evidence_card(tr, t, plan.view, seen) if o.check and t.hyps else None
-            records.append(translation_record(tr, t, plan.view, links=o.align,
-                                              attention=o.attention, card=card, seen=seen))
-        return records
+                               batch_tokens=self.settings.batch_tokens,
+                               chunk=max(1, len(lines)), attention=weights,
+                               split_sentences=first.options.split,
+                               fold_caps=first.options.caps)
+        out, start = [], 0
+        for plan, items in group:   # each request's records with its own output options
+            o = plan.options
+            assert isinstance(o, TranslateOptions)
+            records = []
+            for t in results[start:start + len(items)]:
+                seen: dict[int, Any] = {}
+                card = finish_line(tr, t, plan.view, o.copy_numbers, o.check, seen)
+                records.append(translation_record(tr, t, plan.view, links=o.align,
+                                                  attention=o.attention, card=card, seen=seen))
+            out.append(records)
+            start += len(items)
+        return out
 
     def _align(self, plan: Plan, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
         from seqattn.align.force import align
         from seqattn.records import alignment_record
 
         o = plan.options
-        assert isinstance(o, AlignOptions)
+        assert isinstance(o, AlignOptions) and plan.extraction is not None
         tr = self.models[plan.model]
         reverse = self.models[o.reverse_model] if o.reverse_model else None
         found = align(tr, pairs, plan.view, plan.extraction, reverse, check=o.check,
-                      batch_tokens=self.batch_tokens, chunk=max(1, len(pairs)))
+                      batch_tokens=self.settings.batch_tokens, chunk=max(1, len(pairs)))
         sym = plan.extraction.sym if reverse is not None else None
         return [alignment_record(rec, sym) for rec in found]
+
+
+def _split(records: list[Any], sizes: list[int]) -> list[list[Any]]:
+    out, start = [], 0
+    for n in sizes:
+        out.append(records[start:start + n])
+        start += n
+    return out
 
 
 class UnknownModel(UsageError):

@@ -30,10 +30,12 @@ class ServeSettings:
     batch_wait_ms: float = 5.0
     max_batch_lines: int = 64
     batch_tokens: int = 4096
+    max_beam: int = 16              # no request may ask for a larger beam
+    max_queued_lines: int = 4096    # past this many waiting lines a request gets 503
 
     def __post_init__(self) -> None:
         for name in ("max_lines", "max_chars", "max_body_bytes", "max_batch_lines",
-                     "batch_tokens"):
+                     "batch_tokens", "max_beam", "max_queued_lines"):
             if getattr(self, name) < 1:
                 raise UsageError(f"serve.{name} must be at least 1, got {getattr(self, name)}",
                                  params=(f"serve.{name}",))
@@ -45,6 +47,10 @@ class ServeSettings:
                              params=("serve.port",))
         if self.api_key is not None and not self.api_key.strip():
             raise UsageError("serve.api_key is empty", params=("serve.api_key",))
+        if self.api_key is not None and not (self.api_key.isascii() and
+                                             self.api_key.isprintable()):
+            raise UsageError("serve.api_key must be printable ASCII (HTTP headers carry "
+                             "nothing else safely)", params=("serve.api_key",))
         if self.api_key is not None and self.no_auth:
             raise UsageError("serve.no_auth turns the API key off: give one or the other",
                              params=("serve.no_auth", "serve.api_key"))

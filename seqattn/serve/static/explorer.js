@@ -74,7 +74,7 @@ function saveKey() {
 
 async function loadModels() {
   setStatus("Loading models…", "busy");
-  state.models = (await api("/v1/models")).models;
+  state.models = (await api("v1/models")).models;
   const select = $("#model");
   select.replaceChildren(...state.models.map((m) => new Option(
     `${m.source_language} → ${m.target_language} (${m.name})`, m.name, m.default, m.default)));
@@ -143,9 +143,14 @@ function viewOptions() {
 // ------------------------------------------------------------------------------ translating
 
 async function translate() {
-  const text = $("#text").value.trim();
+  // one line: the API takes one line per text (line breaks typed with Shift+Enter join)
+  const text = $("#text").value.replace(/[\r\n]+/g, " ").trim();
   if (!text) {
     setStatus("Type a sentence first.", "error");
+    return;
+  }
+  if (!$("#model").value) {
+    setStatus("The models are still loading.", "error");
     return;
   }
   const body = {text, model: $("#model").value, align: true, attention: true, check: true,
@@ -153,10 +158,14 @@ async function translate() {
   const serial = ++state.serial;
   setStatus("Translating…", "busy");
   await guarded(async () => {
-    const data = await api("/v1/translate", body);
-    if (serial !== state.serial) return;   // a newer request is on its way
-    render(data.translations[0], body);
-    setStatus("");
+    try {
+      const data = await api("v1/translate", body);
+      if (serial !== state.serial) return;   // a newer request is on its way
+      render(data.translations[0], body);
+      setStatus("");
+    } catch (err) {
+      if (serial === state.serial) throw err;  // an older request's error is old news
+    }
   });
 }
 
