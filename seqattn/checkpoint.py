@@ -35,6 +35,7 @@ LAST_WEIGHTS, TRAIN_STATE, TRAIN_LOG = "last.safetensors", "train_state.pt", "tr
 CHECKPOINTS = "checkpoints"  # step-NNNNNNN.safetensors: weights at each validation (kept N)
 JOINT_SPM, SRC_SPM, TGT_SPM = "spm.model", "src.spm.model", "tgt.spm.model"
 ALIGNER = "aligner.safetensors"  # a full-context aligner trained on top (seqattn.models.aligner)
+CT2_DIR = "ctranslate2"  # a CTranslate2 model of the weights (seqattn export --format ctranslate2)
 
 
 def save_weights(model: Any, path: Path) -> None:
@@ -187,6 +188,11 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
     if (len(src_vocab), len(tgt_vocab)) != (meta.get("src_vocab"), meta.get("tgt_vocab")):
         raise CheckpointError(f"'{model_dir}': the sentencepiece models do not match the "
                               "vocabulary sizes the weights were trained with")
+    if not (model_dir / weights).is_file() and (model_dir / CT2_DIR).is_dir():
+        raise CheckpointError(
+            f"'{model_dir}' is a CTranslate2-only export (seqattn export --no-native): it "
+            "translates plain text (--engine ctranslate2) but has no native weights for "
+            "alignments, attention or checks")
     model = build_model(cfg.model, len(src_vocab), len(tgt_vocab))
     load_weights(model, model_dir / weights, device="cpu")
     model.to(device).eval()
@@ -215,90 +221,3 @@ def _load_aligner(model_dir: Path, meta: dict[str, Any], device: str) -> Any:
 
 
 EXPORT_DTYPES = {"fp16": "float16", "bf16": "bfloat16", "fp32": "float32"}
-
-
-def _averaged(run_dir: Path, average: int) -> tuple[list[int], dict[str, Any]]:
-    """The steps and the mean weights of the newest ``average`` kept checkpoints of a run,
-    checked against the run's model."""
-    from safetensors.torch import load_file
-
-    kept = step_checkpoints(run_dir)
-    if len(kept) < average:
-        raise CheckpointError(
-            f"--average {average}: '{run_dir}' kept {len(kept)} checkpoint(s) in "
-            f"{CHECKPOINTS}/; train with training.keep_checkpoints >= {average}")
-    mean = average_weights([path for _, path in kept[-average:]])
-    best = load_file(str(run_dir / WEIGHTS))  # the tensors a model of this config holds
-    odd = sorted(k for k in best.keys() | mean.keys()
-                 if k not in best or k not in mean or mean[k].shape != best[k].shape)
-    if odd:
-        raise CheckpointError(f"the checkpoints in '{run_dir / CHECKPOINTS}' do not fit "
-                              f"the run's model (tensor '{odd[0]}')")
-    return [step for step, _ in kept[-average:]], mean
-
-
-def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
-                 average: int = 0) -> Path:
-    """Copy what translation needs from a training directory into a new model directory.
-
-    Keeps config.yaml, the sentencepiece model(s), seqattn.json and the best weights, stored in
-    ``dtype`` (fp16 halves the size; loading casts back to the model's float32); leaves out the
-    training state, the last weights and the log. With ``average`` = N the weights are instead
-    the mean of the newest N checkpoints the run kept (``training.keep_checkpoints``). The
-    directory appears complete or not at all (built beside ``out``, then renamed).
-    """
-    import shutil
-
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    run_dir, out = Path(run_dir), Path(out)
-    if dtype not in EXPORT_DTYPES:
-        raise ConfigError(f"--dtype must be one of: {', '.join(EXPORT_DTYPES)}; got '{dtype}'")
-    if average < 0:
-        raise ConfigError(f"--average must be >= 0; got {average}")
-    load_model_dir(run_dir)  # refuse anything that would not load
-    if out.exists():
-        raise CheckpointError(f"'{out}' already exists; choose a new directory")
-    averaged, mean = _averaged(run_dir, average) if average else ([], {})
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    except OSError as e:
-        raise CheckpointError(f"cannot create '{out}': {e.strerror or e}") from None
-    try:
-        target = getattr(torch, EXPORT_DTYPES[dtype])
-        source = mean if average else load_file(str(run_dir / WEIGHTS))
-        tensors = {k: v.to(target).contiguous() if v.is_floating_point() else v
-                   for k, v in source.items()}
-        save_file(tensors, str(tmp / WEIGHTS), metadata={"format": "pt"})
-        src, tgt = spm_paths(run_dir)
-        for path in {src, tgt}:
-            shutil.copyfile(path, tmp / path.name)
-        shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
-        if (run_dir / ALIGNER).is_file():  # stored like the weights; computed in float32
-            aligner = {k: v.to(target).contiguous() if v.is_floating_point() else v
-                       for k, v in load_file(str(run_dir / ALIGNER)).items()}
-            save_file(aligner, str(tmp / ALIGNER), metadata={"format": "pt"})
-        meta = read_meta(run_dir)
-        meta.pop("format", None)
-        if average:  # the best checkpoint's scores do not describe the mean
-            meta.pop("scores", None)
-            meta.update(step=averaged[-1], averaged_steps=averaged)
-        write_meta(tmp, {**meta, "stored_dtype": EXPORT_DTYPES[dtype]})
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o777 & ~mask)  # mkdtemp makes 0700; a plain mkdir would not
-        for path in tmp.iterdir():  # on disk before the directory gets its name
-            with open(path, "rb+") as f:
-                os.fsync(f.fileno())
-        if out.exists():  # appeared meanwhile: never replace it
-            raise CheckpointError(f"'{out}' already exists; choose a new directory")
-        os.rename(tmp, out)
-    except OSError as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write '{out}': {e.strerror or e}") from None
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out

@@ -170,6 +170,9 @@ class TrainConfig:
             )
 
 
+LENGTH_NORMS = ("gnmt", "power")
+
+
 @dataclass(frozen=True)
 class DecodeConfig:
     """Search settings used by translate, align and validation."""
@@ -177,6 +180,9 @@ class DecodeConfig:
     beam_size: int = _num(5, lo=1)
     n_best: int = _num(1, lo=1)
     length_penalty: float = _num(0.6, lo=0.0, doc="GNMT alpha; 0 disables the penalty")
+    #: how a finished hypothesis's log-probability is normalised: "gnmt" divides by
+    #: ((5 + |Y|) / 6) ** α (Wu et al. 2016), "power" by |Y| ** α (CTranslate2's, Marian's)
+    length_norm: str = "gnmt"
     max_len_a: float = _num(1.5, lo=0.0, doc="max output length = a * source length + b")
     max_len_b: int = _num(10, lo=0)
     min_len: int = _num(0, lo=0)
@@ -190,6 +196,9 @@ class DecodeConfig:
                                "end-of-sentence), whatever a · source + b gives")
 
     def __post_init__(self) -> None:
+        if self.length_norm not in LENGTH_NORMS:
+            raise ConfigError(f"decoding.length_norm must be one of: {', '.join(LENGTH_NORMS)}; "
+                              f"got '{self.length_norm}'")
         _check_ranges(self, "decoding")
         if self.n_best > self.beam_size:
             raise ConfigError(

@@ -54,6 +54,7 @@ class Terminated(SeqattnError):
 OPTION_NAMES = {"decoding.beam_size": "beam", "decoding.n_best": "n_best",
                 "decoding.length_penalty": "alpha", "decoding.min_len": "min_len",
                 "decoding.max_len": "max_len", "decoding.max_output_len": "max_output_len",
+                "decoding.length_norm": "length_norm",
                 "view.layer": "layer", "view.heads": "heads", "view.blend": "blend",
                 "view.merge": "merge", "view.attention": "attention",
                 "extraction.method": "method", "extraction.threshold": "threshold",

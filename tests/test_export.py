@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seqattn.checkpoint import export_model, load_model_dir
+from seqattn.checkpoint import load_model_dir
 from seqattn.cli import run
 from seqattn.config import config_from_dict
 from seqattn.errors import CheckpointError, ConfigError
+from seqattn.export import export_model
 
 
 def test_fp16_export_halves_the_weights_and_loads_back_as_float32(tiny_model, tmp_path):

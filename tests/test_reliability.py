@@ -852,7 +852,7 @@ def test_training_refuses_a_batch_budget_below_max_len(tmp_path):
        budget=st.integers(100, 2000), seed=st.none() | st.integers(0, 10))
 def test_batches_stay_within_budget_when_max_len_fits(lengths, budget, seed):
     """With every pair at most max_len (<= budget) tokens, no batch exceeds the budget."""
-    from seqattn.data import bucket_batches
+    from seqattn.batching import bucket_batches
 
     src, tgt = [s for s, _ in lengths], [t for _, t in lengths]
     batches = bucket_batches(src, tgt, budget, seed=seed)

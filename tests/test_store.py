@@ -68,7 +68,7 @@ def test_nothing_of_the_store_is_copied_into_process_memory(files, vocab, tmp_pa
 def test_batches_are_int32_views_and_cover_every_pair_once():
     import numpy as np
 
-    from seqattn.data import bucket_batches
+    from seqattn.batching import bucket_batches
 
     rng = np.random.default_rng(0)
     src, tgt = rng.integers(1, 60, 5000), rng.integers(1, 60, 5000)

@@ -23,7 +23,8 @@ from seqattn.align.settings import resolve_extraction, resolve_view
 from seqattn.align.symmetrize import Link
 from seqattn.align.views import View, view_rows
 from seqattn.align.words import word_weights
-from seqattn.data import bucket_batches, pad_sources
+from seqattn.batching import bucket_batches
+from seqattn.data import pad_sources
 from seqattn.errors import UsageError
 from seqattn.vocab import BOS, PAD, Segmented, segment, truncate
 

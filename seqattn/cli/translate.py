@@ -138,18 +138,28 @@ def translate(
     caps: Annotated[bool, typer.Option(
         "--caps/--no-caps", help="Translate an ALL-CAPS sentence in sentence case and write "
                                  "its translation in capitals.")] = True,
+    length_norm: Annotated[str | None, typer.Option(
+        "--length-norm", show_default=False,
+        help="How a hypothesis's log-probability is normalised: gnmt, ((5 + length) / 6) ** α, "
+             "or power, length ** α (CTranslate2's) \\[default: the model's, gnmt; "
+             "CTranslate2: power].")] = None,
+    engine: Annotated[str, typer.Option(
+        "--engine", help="auto (CTranslate2 when the model directory holds a seqattn export "
+                         "--format ctranslate2), native or ctranslate2. Alignments, --check "
+                         "and jsonl come from one native forced pass over the output.")
+    ] = "auto",
     device: Annotated[str, typer.Option("--device", help=DEVICE_HELP)] = "auto",
-    precision: Annotated[str, typer.Option(
-        "--precision", help="fp32; bf16 runs the matrix products in bfloat16 (about twice "
-                            "as fast on CPUs with AVX-512 BF16, slower on others; scores differ "
-                            "slightly); fp16 on CUDA.")] = "fp32",
+    precision: Annotated[str | None, typer.Option(
+        "--precision", show_default=False,
+        help="fp32; bf16 runs the matrix products in bfloat16 (about twice as fast on CPUs "
+             "with AVX-512 BF16, slower on others; scores differ slightly); fp16 on CUDA; "
+             "CTranslate2 also int8 \\[default: fp32; CTranslate2: the export's].")] = None,
 ) -> None:
     """Translate sentences with a trained model, one output line per input line."""
     # Long for its option declarations only (Typer reads the signature); the body is short.
+    from seqattn.engines.ct2 import native_or_ct2
     from seqattn.errors import UsageError
-    from seqattn.translate import load
-
-    tune_cpu()
+    from seqattn.shipped import resolve_model
 
     if text and input is not None:
         raise UsageError("give sentences as arguments or with --input, not both")
@@ -161,29 +171,31 @@ def translate(
         from seqattn.cli.output import refuse_stdout_onto_inputs
 
         refuse_stdout_onto_inputs([("--input", input)])
-    from seqattn.align.settings import STORED, resolve_view
-    from seqattn.align.views import Blend
-
-    blend_view = STORED if blend is None else Blend.parse(blend)
-    translator = load(model, device=device, precision=precision)
+    path = resolve_model(model)
     need_attention = align or check or fmt is Format.jsonl
-    view = None
-    if need_attention or any(x is not None for x in (layer, heads, shift_att, blend)):
-        view = resolve_view(translator, layer, heads, shift_att, blend=blend_view)
+    viewing = need_attention or any(x is not None for x in (layer, heads, shift_att, blend))
+    engines = _Engines(path, native_or_ct2(path, engine), device, precision)
+    decoder = engines.decoder()
+    view = engines.view(layer, heads, shift_att, blend) if viewing else None
     lines = iter(text) if text else _read(input or "-")
     table_console = None
     if align:
         table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
             else err_console()
-    results = translator.stream(lines, beam=beam, n_best=n_best, alpha=alpha,
-                                min_len=min_len, max_len=max_len,
-                                max_output_len=max_output_len, batch_size=batch_size,
-                                batch_tokens=batch_tokens, attention=need_attention,
-                                chunk=max(1, min(256, batch_tokens // 16)),
-                                split_sentences=split, fold_caps=caps)
-    from seqattn.records import finish_line
-
+    results = decoder.stream(lines, beam=beam, n_best=n_best, alpha=alpha,
+                             min_len=min_len, max_len=max_len, length_norm=length_norm,
+                             max_output_len=max_output_len, batch_size=batch_size,
+                             batch_tokens=batch_tokens, attention=need_attention,
+                             chunk=max(1, min(256, batch_tokens // 16)),
+                             split_sentences=split, fold_caps=caps)
     for tr in results:  # flushed line by line: a long file shows results as it goes
+        if fmt is not Format.jsonl and not (align or check) and not engines.needs_native(
+                tr, copy_numbers):  # plain text: no torch for the CTranslate2 engine
+            emit(_record(decoder, tr, fmt, attention, view, None, {}), flush=True)
+            continue
+        from seqattn.records import finish_line
+
+        translator = engines.native()
         seen: dict[int, Any] = {}  # each hypothesis's attention, read once for all outputs
         card = finish_line(translator, tr, view, copy_numbers, check, seen)
         emit(_record(translator, tr, fmt, attention, view, card, seen), flush=True)
@@ -191,6 +203,65 @@ def translate(
             log.warning("line %d: %s", tr.id + 1, _summary(card, tr))
         if table_console is not None and tr.hyps:
             table_console.print(_table(translator, tr, view, card, seen))
+
+
+class _Engines:
+    """The engine that decodes (``which``) and, when something needs it (alignments, checks,
+    copied numbers), the native model for one forced pass over its output: loaded once, on
+    first need, so plain text through CTranslate2 never imports torch."""
+
+    def __init__(self, path: Any, which: str, device: str, precision: str | None):
+        self.path, self.which, self.device, self.precision = path, which, device, precision
+        self._native: Any = None
+        self._decoder: Any = None
+        self._warned = False
+
+    def decoder(self) -> Any:
+        if self._decoder is None:
+            if self.which == "ctranslate2":
+                from seqattn.engines.ct2 import CT2Translator, ct2_device
+
+                self._decoder = CT2Translator(self.path, *ct2_device(self.device),
+                                              precision=self.precision)
+            else:
+                self._decoder = self.native()
+        return self._decoder
+
+    def native(self) -> Any:
+        if self._native is None:
+            from seqattn.translate import load
+
+            tune_cpu()
+            precision = self.precision if self.which == "native" else None
+            self._native = load(self.path, device=self.device, precision=precision or "fp32")
+        return self._native
+
+    def needs_native(self, tr: Any, copy_numbers: bool) -> bool:
+        """Whether writing ``tr`` as plain text needs the native model: only to copy a
+        source number into a CTranslate2 translation (one forced pass)."""
+        if self.which == "native":
+            return True
+        from seqattn.align.numbers import has_number
+
+        if not (copy_numbers and tr.hyps and has_number(tr.source)):
+            return False
+        from seqattn.checkpoint import WEIGHTS
+
+        if not (self.path / WEIGHTS).is_file():  # a translation-only export
+            if not self._warned:
+                log.warning("numbers are not copied into the output: this CTranslate2 export "
+                            "has no native weights for the forced pass (--no-copy-numbers "
+                            "says so quietly)")
+                self._warned = True
+            return False
+        return True
+
+    def view(self, layer: Any, heads: Any, shift_att: Any, blend: Any) -> Any:
+        from seqattn.align.settings import STORED, resolve_view
+        from seqattn.align.views import Blend
+
+        blend_view = STORED if blend is None else Blend.parse(blend)
+        return resolve_view(self.native(), layer, heads, shift_att, blend=blend_view)
 
 
 def _read(source: str) -> Iterator[str]:

@@ -3,7 +3,8 @@
 Scoring follows GNMT (Wu et al. 2016): beams compete on summed log-probabilities, and a
 finished hypothesis Y is ranked by ``log P(Y) / lp(Y)`` with
 ``lp(Y) = ((5 + |Y|) / 6) ** alpha`` (|Y| counts the end-of-sentence token; alpha = 0 turns the
-penalty off). A sentence is done once ``beam_size`` hypotheses have finished (as in fairseq), or
+penalty off), or ``|Y| ** alpha`` with ``norm="power"``. A sentence is done once ``beam_size``
+hypotheses have finished (as in fairseq), or
 at its maximum length, where end-of-sentence is forced. End-of-sentence is forbidden before
 ``min_len`` tokens.
 """
@@ -29,9 +30,10 @@ class Hypothesis:
     weights: Tensor | None
 
 
-def length_penalty(length: int, alpha: float) -> float:
-    """GNMT's lp(Y) = ((5 + |Y|) / 6) ** alpha."""
-    return ((5 + length) / 6) ** alpha
+def length_penalty(length: int, alpha: float, norm: str = "gnmt") -> float:
+    """GNMT's lp(Y) = ((5 + |Y|) / 6) ** alpha, or with ``norm="power"`` |Y| ** alpha (the
+    normalisation of CTranslate2 and Marian, to compare with them like for like)."""
+    return ((5 + length) / 6) ** alpha if norm == "gnmt" else float(length) ** alpha
 
 
 @dataclass
@@ -49,7 +51,7 @@ class _Step:
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
                 max_len: Tensor | int, n_best: int = 1, min_len: int = 0, alpha: float = 0.0,
-                keep_weights: bool = True) -> list[list[Hypothesis]]:
+                keep_weights: bool = True, norm: str = "gnmt") -> list[list[Hypothesis]]:
     """The ``n_best`` best hypotheses of every sentence, best first.
 
     ``max_len`` (an int or a (B,) tensor) bounds the tokens before end-of-sentence. A sentence
@@ -91,7 +93,7 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
             rows = take[:, 0] * K + top_beam[take[:, 0], take[:, 1]]          # (F,)
             _finish(finished, sent[take[:, 0]].tolist(), rows,
                     top_scores[take[:, 0], take[:, 1]], eos_lp[rows],
-                    w[rows] if keep_weights else None, history, alpha)
+                    w[rows] if keep_weights else None, history, alpha, norm)
         count = torch.tensor([len(finished[b]) for b in sent.tolist()], device=dev)
         done = (count >= K) | (t >= max_len[sent])                              # (A,)
         if bool(done.all()):
@@ -146,7 +148,7 @@ def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int)
 
 def _finish(finished: list[list[Hypothesis]], sentences: list[int], rows: Tensor,
             totals: Tensor, eos_log_probs: Tensor, eos_weights: Tensor | None,
-            history: list[_Step], alpha: float) -> None:
+            history: list[_Step], alpha: float, norm: str) -> None:
     """File F hypotheses that end with eos now: the alive ``rows`` they extend are read back
     through ``history`` (all F at once, one gather per step)."""
     tokens, lps, weights = [], [], []
@@ -165,5 +167,5 @@ def _finish(finished: list[list[Hypothesis]], sentences: list[int], rows: Tensor
         toks = token_lists[f] + [EOS_ID]
         total = float(totals[f])
         finished[b].append(Hypothesis(toks, lp_lists[f] + [float(eos_log_probs[f])], total,
-                                      total / length_penalty(len(toks), alpha),
+                                      total / length_penalty(len(toks), alpha, norm),
                                       None if stacked is None else stacked[f]))

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from seqattn.align.settings import AlignmentSettings
+from seqattn.batching import bucket_batches
 from seqattn.checkpoint import (
     ALIGNER,
     LoadedModel,
@@ -29,7 +30,6 @@ from seqattn.checkpoint import (
 )
 from seqattn.data import (
     Corpus,
-    bucket_batches,
     encode_corpus,
     iterate_batches,
     read_parallel,

@@ -28,8 +28,9 @@ import torch
 
 from seqattn import checkpoint as ckpt
 from seqattn.align.settings import AlignmentSettings
+from seqattn.batching import bucket_batches
 from seqattn.config import Config, dump_config, load_config
-from seqattn.data import bucket_batches, iterate_batches, lengths
+from seqattn.data import iterate_batches, lengths
 from seqattn.device import pick_device
 from seqattn.errors import ConfigError, DataError, Terminated
 from seqattn.textio import atomic_write

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 
+from seqattn.batching import bucket_batches
 from seqattn.config import Config
-from seqattn.data import bucket_batches, iterate_batches, pad_sources
+from seqattn.data import iterate_batches, pad_sources
 from seqattn.decode import greedy
 from seqattn.train.loss import projected_loss_sums
 from seqattn.vocab import EOS
