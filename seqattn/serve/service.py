@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from seqattn.errors import UsageError
+from seqattn.lines import LineTranslator
 from seqattn.serve.settings import ServeSettings
 from seqattn.textio import language_of
 from seqattn.translate import Translator, load
@@ -34,7 +35,9 @@ class TranslateOptions:
 
     beam: int | None = _opt(None, "Beam size; 1 = greedy [the model's, 5].")
     n_best: int = _opt(1, "Hypotheses per line (under 'nbest' when more than one).")
-    alpha: float | None = _opt(None, "GNMT length penalty α [the model's].")
+    alpha: float | None = _opt(None, "Length penalty α [the model's].")
+    length_norm: str | None = _opt(None, "gnmt: divide by ((5 + length) / 6) ** α; power: by "
+                                         "length ** α [the model's, gnmt; CTranslate2: power].")
     min_len: int | None = _opt(None, "No end-of-sentence before this many pieces.")
     max_len: int | None = _opt(None, "At most this many pieces per sentence.")
     max_output_len: int | None = _opt(None, "Never more pieces than this, however long the "
@@ -100,24 +103,36 @@ class Plan:
 class Service:
     """The models a server holds, by name (a directory's name or a shipped model's)."""
 
-    def __init__(self, models: dict[str, Translator], settings: ServeSettings | None = None):
+    def __init__(self, models: dict[str, Translator], settings: ServeSettings | None = None,
+                 decoders: dict[str, LineTranslator] | None = None):
+        """``models``: the native models (views, alignments, forced passes); ``decoders``:
+        another engine that translates for a model (a CTranslate2 export), by name."""
         if not models:
             raise UsageError("a server needs at least one model")
         self.models = models
+        self.decoders = decoders or {}
         self.default = next(iter(models))
         self.settings = settings or ServeSettings()
 
     @classmethod
     def load(cls, names: Sequence[str], device: str = "auto", precision: str = "fp32",
              settings: ServeSettings | None = None) -> Service:
+        """Load each model; one that holds a CTranslate2 export translates with it (the
+        native weights still give the alignments)."""
+        from seqattn.engines.ct2 import CT2Translator, ct2_device, has_ct2
+
         models: dict[str, Translator] = {}
+        decoders: dict[str, LineTranslator] = {}
         for name in names:
             translator = load(name, device=device, precision=precision)
-            key = translator.loaded.path.resolve().name
+            path = translator.loaded.path
+            key = path.resolve().name
             if key in models:
                 raise UsageError(f"two models are named '{key}': give each once")
             models[key] = translator
-        return cls(models, settings)
+            if has_ct2(path):
+                decoders[key] = CT2Translator(path, *ct2_device(device))
+        return cls(models, settings, decoders)
 
     def translator(self, name: str | None) -> Translator:
         name = self.default if name is None else name
@@ -144,6 +159,7 @@ class Service:
                 "view": view.as_dict(), "calibrated": stored.layer is not None,
                 "guided": stored.guided,   # the stored view's head was trained to align
                 "beam": tr.cfg.decoding.beam_size,
+                "engine": "ctranslate2" if name in self.decoders else "native",
             })
         return out
 
@@ -155,10 +171,12 @@ class Service:
 
         name = self.default if model is None else model
         tr = self.translator(name)
+        decoder = self.decoders.get(name, tr)
         search = tr.cfg.decoding.override(
             beam_size=options.beam, n_best=options.n_best, length_penalty=options.alpha,
             min_len=options.min_len, max_len=options.max_len,
-            max_output_len=options.max_output_len)
+            max_output_len=options.max_output_len,
+            length_norm=decoder.length_norm(options.length_norm))
         self._within_limits(tr, search)
         if options.attention and not options.align:
             raise UsageError("attention (the soft matrix) comes with the alignment: give "
@@ -220,9 +238,10 @@ class Service:
         weights = any(isinstance(p.options, TranslateOptions) and p.options.needs_view
                       for p, _ in group)
         lines = [line for _, items in group for line in items]
-        results = tr.translate(lines, beam=s.beam_size, n_best=s.n_best,
+        decoder = self.decoders.get(first.model, tr)  # alignments: a native forced pass
+        results = decoder.translate(lines, beam=s.beam_size, n_best=s.n_best,
                                alpha=s.length_penalty, min_len=s.min_len, max_len=s.max_len,
-                               max_output_len=s.max_output_len,
+                               max_output_len=s.max_output_len, length_norm=s.length_norm,
                                batch_tokens=self.settings.batch_tokens,
                                chunk=max(1, len(lines)), attention=weights,
                                split_sentences=first.options.split,
