@@ -165,3 +165,28 @@ def test_serve_translates_with_the_export(export, capsys):
     for g, w in zip(got["translations"], want, strict=True):
         assert g["translation"] == w["translation"] and g["links"] == w["links"]
     assert refused.status_code == 422 and "length ** α" in refused.json()["error"]
+
+
+@pytest.mark.parametrize("engine", ["ctranslate2", "native"])
+def test_a_line_typed_at_a_terminal_is_answered_at_once(export, engine):
+    """stdin a terminal: each line is translated when it is typed, not when 256 lines (or the
+    end of input) have come."""
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, "-m", "seqattn", "-q", "translate", "-m",
+                             str(export), "--engine", engine], stdin=slave,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        os.write(master, b"A dog runs.\n")
+        ready, _, _ = select.select([proc.stdout], [], [], 30)
+        assert ready, "no answer while the terminal stays open"
+        assert proc.stdout.readline().decode().strip() == "Ein Hund rennt."
+    finally:
+        os.write(master, b"\x04")   # end of input
+        proc.wait(30)
+        os.close(master)
+    assert proc.returncode == 0, proc.stderr.read()

@@ -178,6 +178,9 @@ def translate(
     decoder = engines.decoder()
     view = engines.view(layer, heads, shift_att, blend) if viewing else None
     lines = iter(text) if text else _read(input or "-")
+    # typed at a terminal: answer each line at once (a pipe or file is read in chunks, sorted
+    # by length into batches, which is faster)
+    interactive = not text and input in (None, "-") and sys.stdin.isatty()
     table_console = None
     if align:
         table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
@@ -186,7 +189,7 @@ def translate(
                              min_len=min_len, max_len=max_len, length_norm=length_norm,
                              max_output_len=max_output_len, batch_size=batch_size,
                              batch_tokens=batch_tokens, attention=need_attention,
-                             chunk=max(1, min(256, batch_tokens // 16)),
+                             chunk=1 if interactive else max(1, min(256, batch_tokens // 16)),
                              split_sentences=split, fold_caps=caps)
     for tr in results:  # flushed line by line: a long file shows results as it goes
         if fmt is not Format.jsonl and not (align or check) and not engines.needs_native(
