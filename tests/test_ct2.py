@@ -190,3 +190,20 @@ def test_a_line_typed_at_a_terminal_is_answered_at_once(export, engine):
         proc.wait(30)
         os.close(master)
     assert proc.returncode == 0, proc.stderr.read()
+
+
+def test_n_best_and_tsv_through_ctranslate2(export, capsys):
+    """--n-best through CTranslate2: the same hypotheses, in the same order, as the native
+    beam searching as it does (power normalisation)."""
+    lines = LINES[:1] + LINES[3:]
+    capsys.readouterr()
+    assert run(["translate", "-m", str(export), "-f", "tsv", "--n-best", "3", *lines]) == 0
+    ct2 = [row.split("\t") for row in capsys.readouterr().out.splitlines()]
+    assert run(["translate", "-m", str(export), "--engine", "native", "--length-norm", "power",
+                "-f", "tsv", "--n-best", "3", *lines]) == 0
+    native = [row.split("\t") for row in capsys.readouterr().out.splitlines()]
+    assert len(ct2) == len(lines) and all(len(row) == 1 + 2 * 3 for row in ct2)
+    for a, b in zip(ct2, native):
+        assert a[0::2] == b[0::2]                                  # source and hypotheses
+        assert [float(x) for x in a[2::2]] == pytest.approx([float(x) for x in b[2::2]],
+                                                            abs=1e-3)
