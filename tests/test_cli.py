@@ -130,3 +130,18 @@ def test_console_script_and_module_agree():
     a = subprocess.run([sys.executable, "-m", "seqattn", "explain", "-f", "json"],
                        capture_output=True, text=True)
     assert a.returncode == 0 and a.stdout.startswith('{"score": "dot"')
+
+
+def test_help_paragraphs_are_reflowed_not_ragged():
+    """A docstring's own line breaks would survive into --help (Rich keeps them) and leave
+    short, ragged lines at any terminal width: every paragraph reaches Rich as one line."""
+    import typer
+
+    from seqattn.cli import app
+
+    commands = typer.main.get_command(app).commands
+    assert {"explain", "evaluate", "train", "serve"} <= set(commands)
+    for name, command in commands.items():
+        for paragraph in (command.help or "").split("\n\n"):
+            assert "\n" not in paragraph.strip(), (name, paragraph[:60])
+    assert "one decoder query scored against three encoder states." in commands["explain"].help

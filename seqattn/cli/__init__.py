@@ -35,6 +35,20 @@ from seqattn.errors import SeqattnError
 __all__ = ["app", "main"]
 
 
+def _reflow_help() -> None:
+    """Each command's help from its docstring with every paragraph on one line: Rich keeps a
+    docstring's own line breaks, which left ragged lines in ``--help`` at any width."""
+    import inspect
+
+    for info in app.registered_commands:
+        if info.help is None and info.callback is not None and info.callback.__doc__:
+            doc = inspect.cleandoc(info.callback.__doc__)
+            info.help = "\n\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+
+
+_reflow_help()
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``seqattn`` console script and ``python -m seqattn``."""
     try:
