@@ -103,6 +103,7 @@ class LineTranslator:
     ``max_source_pieces``, ``trained_pieces`` and ``language``."""
 
     cfg: Any
+    path: Any             # the model directory
     src_sp: Any
     max_source_pieces: int
     trained_pieces: int
@@ -130,10 +131,8 @@ class LineTranslator:
         end-of-sentence before that many pieces. ``split_sentences`` and ``fold_caps``: see
         the module docstring.
         """
-        search = self.cfg.decoding.override(  # checked there, once
-            beam_size=beam, n_best=n_best, length_penalty=alpha, max_len_a=max_len_a,
-            max_len_b=max_len_b, min_len=min_len, max_len=max_len,
-            max_output_len=max_output_len, length_norm=self.length_norm(length_norm))
+        search = self.search(beam, n_best, alpha, max_len_a, max_len_b, min_len, max_len,
+                             max_output_len, length_norm)
         opts = Batching(batch_tokens, batch_size, attention, split_sentences, fold_caps)
         if batch_size is not None:
             chunk = max(chunk, 4 * batch_size)
@@ -192,6 +191,18 @@ class LineTranslator:
                         self.trained_pieces)
         return Translation(i, text, seg, truncated=truncated,
                            caps=folded is not None and folded.caps)
+
+    def search(self, beam: int | None = None, n_best: int = 1, alpha: float | None = None,
+               max_len_a: float | None = None, max_len_b: int | None = None,
+               min_len: int | None = None, max_len: int | None = None,
+               max_output_len: int | None = None,
+               length_norm: str | None = None) -> DecodeConfig:
+        """The search :meth:`stream` runs with these options: the model's, with the given
+        ones (None: the model's) checked and put in (:meth:`DecodeConfig.override`)."""
+        return self.cfg.decoding.override(
+            beam_size=beam, n_best=n_best, length_penalty=alpha, max_len_a=max_len_a,
+            max_len_b=max_len_b, min_len=min_len, max_len=max_len,
+            max_output_len=max_output_len, length_norm=self.length_norm(length_norm))
 
     def length_norm(self, given: str | None) -> str | None:
         """The length normalisation to search with (None: the model's ``decoding.length_norm``);

@@ -6,9 +6,18 @@ all write these, so a served result equals the command line's for the same input
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+import hashlib
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from seqattn.translate import Hyp, Translation, Translator
+from seqattn import __version__
+from seqattn.lines import Hyp, LineTranslator, Translation
+
+if TYPE_CHECKING:
+    from seqattn.translate import Translator
 
 
 def hyp_attention(translator: Translator, tr: Translation, hyp: Hyp, view: Any,
@@ -123,3 +132,40 @@ def alignment_record(rec: Any, sym: str | None = None) -> dict[str, Any]:
     if rec.checks is not None:
         obj["checks"] = rec.checks.as_dict(rec.src.words, rec.tgt.words)
     return obj
+
+
+def run_record(decoder: LineTranslator, search: Any = None) -> dict[str, Any]:
+    """What reproduces a record: seqattn's version and the engine's (torch or CTranslate2),
+    the model (its directory's name and a hash of the weights that decoded), the device, the
+    precision, and the search (``search``: a DecodeConfig; None for forced alignment). Every
+    jsonl record of ``translate`` and ``align`` carries it as ``repro``."""
+    engine = getattr(decoder, "engine", None)
+    record: dict[str, Any] = {"seqattn": __version__}
+    if engine is not None:  # CTranslate2
+        import ctranslate2
+
+        weights = Path(decoder.path) / "ctranslate2" / "model.bin"
+        record.update(engine="ctranslate2", ctranslate2=ctranslate2.__version__,
+                      device=engine.device, precision=engine.compute_type)
+    else:
+        from seqattn.checkpoint import WEIGHTS
+
+        weights = Path(decoder.path) / WEIGHTS
+        torch = sys.modules["torch"]
+        record.update(engine="native", torch=torch.__version__,
+                      device=str(getattr(decoder, "device", "cpu")),
+                      precision=getattr(decoder, "precision", "fp32"))
+    record.update(model=Path(decoder.path).resolve().name, model_sha256=_sha256(weights))
+    if search is not None:
+        record["decoding"] = dataclasses.asdict(search)
+    return record
+
+
+@lru_cache(maxsize=8)
+def _sha256(path: Path) -> str:
+    """The first 16 hex digits of the file's SHA-256 (once per file and process)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()[:16]

@@ -42,6 +42,7 @@ class Translator(LineTranslator):
         self.model, self.cfg = loaded.model, loaded.cfg
         self.src_vocab, self.tgt_vocab = loaded.src_vocab, loaded.tgt_vocab
         self.src_sp = self.src_vocab.sp
+        self.path = loaded.path
         self.device = pick_device(device)
         check_precision(precision, self.device)
         self.precision = precision

@@ -207,3 +207,35 @@ def test_n_best_and_tsv_through_ctranslate2(export, capsys):
         assert a[0::2] == b[0::2]                                  # source and hypotheses
         assert [float(x) for x in a[2::2]] == pytest.approx([float(x) for x in b[2::2]],
                                                             abs=1e-3)
+
+
+def test_every_jsonl_record_carries_what_reproduces_it(export, capsys, tmp_path):
+    """A ``repro`` field in every record (never a header line: one line per input line), with
+    the engine, its version, the model and a hash of the weights that decoded, the device,
+    the precision and the search actually run."""
+    import hashlib
+
+    capsys.readouterr()
+    assert run(["translate", "-m", str(export), "-f", "jsonl", "--beam", "3", "A dog.", "",
+                "A cat."]) == 0
+    records = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(records) == 3 and all(r["repro"] == records[0]["repro"] for r in records)
+    repro = records[0]["repro"]
+    weights = (export / "ctranslate2" / "model.bin").read_bytes()
+    assert repro["model_sha256"] == hashlib.sha256(weights).hexdigest()[:16]
+    assert (repro["engine"], repro["model"], repro["device"]) == ("ctranslate2", "en-de", "cpu")
+    assert repro["decoding"]["beam_size"] == 3 and repro["decoding"]["length_norm"] == "power"
+    assert run(["translate", "-m", str(export), "--engine", "native", "-f", "jsonl",
+                "A dog."]) == 0
+    native = json.loads(capsys.readouterr().out)["repro"]
+    assert native["engine"] == "native" and native["torch"] and native["precision"] == "fp32"
+    assert native["model_sha256"] == hashlib.sha256(
+        (export / "model.safetensors").read_bytes()).hexdigest()[:16]
+    assert native["decoding"]["length_norm"] == "gnmt" and native["decoding"]["beam_size"] == 5
+    (tmp_path / "s").write_text("a dog\n")
+    (tmp_path / "t").write_text("ein Hund\n")
+    assert run(["align", "-m", str(export), "-f", "jsonl", str(tmp_path / "s"),
+                str(tmp_path / "t")]) == 0
+    aligned = json.loads(capsys.readouterr().out)
+    assert aligned["repro"]["model_sha256"] == native["model_sha256"]
+    assert "decoding" not in aligned["repro"]

@@ -188,14 +188,17 @@ def align(
     chunk = 1 if interactive else max(1, min(256, batch_tokens // 16))
     results = force.align(translator, pairs, view, extraction, reverse, check=check,
                        batch_tokens=batch_tokens, chunk=chunk)
-    _write_all(results, fmt, html, png, extraction if reverse else None)
+    from seqattn.records import run_record
+
+    _write_all(results, fmt, html, png, extraction if reverse else None,
+               run_record(translator) if fmt is Format.jsonl else None)
 
 
 def _write_all(records: Any, fmt: Format, html: Path | None, png: Path | None,
-               extraction: Any = None) -> None:
+               extraction: Any = None, repro: dict[str, Any] | None = None) -> None:
     kept: list[Any] = []
     for rec in records:
-        _write(rec, fmt, extraction)
+        _write(rec, fmt, extraction, repro)
         if html is not None or png is not None:
             kept.append(rec)
     _pictures(kept, html, png)
@@ -297,7 +300,7 @@ def _pairs(src: str, tgt: Path | None, self_kind: str | None = None
 # --------------------------------------------------------------------------- output
 
 
-def _write(rec: Any, fmt: Format, extraction: Any) -> None:
+def _write(rec: Any, fmt: Format, extraction: Any, repro: dict[str, Any] | None = None) -> None:
     from seqattn.align.links import pharaoh
 
     if fmt is Format.pharaoh:
@@ -306,7 +309,10 @@ def _write(rec: Any, fmt: Format, extraction: Any) -> None:
         from seqattn.records import alignment_record
 
         sym = extraction.sym if extraction is not None else None
-        emit(json.dumps(alignment_record(rec, sym), ensure_ascii=False), flush=True)
+        obj = alignment_record(rec, sym)
+        if repro is not None:  # what reproduces it, in every record (never a header line)
+            obj["repro"] = repro
+        emit(json.dumps(obj, ensure_ascii=False), flush=True)
     elif rec.empty:
         emit("", flush=True)
     else:

@@ -308,8 +308,19 @@ def _print_json(result: Evaluation) -> None:
                          for system in s.systems]}
             for s in result.sets
         ],
+        "repro": _repro(),
     }
     emit(json.dumps(document, ensure_ascii=False, allow_nan=False, indent=2))
+
+
+def _repro() -> dict[str, str]:
+    """What reproduces the scores beside their signatures: seqattn's and sacreBLEU's versions
+    (evaluate reads files; no model or device is involved)."""
+    import sacrebleu
+
+    from seqattn import __version__
+
+    return {"seqattn": __version__, "sacrebleu": sacrebleu.__version__}
 
 
 def _score_dict(r: Any, paired: bool) -> dict[str, Any]:
@@ -413,7 +424,8 @@ def _evaluate_alignments(
                for f in files]
     if fmt == "json":  # rates are fractions in [0, 1]
         document = {"gold": gold, "gold_one_indexed": gold_one_indexed, "reverse": reverse,
-                    "alignments": [{"hyp": f, **asdict(r)} for f, r in results]}
+                    "alignments": [{"hyp": f, **asdict(r)} for f, r in results],
+                    "repro": {"seqattn": _repro()["seqattn"]}}
         emit(json.dumps(document, ensure_ascii=False, allow_nan=False, indent=2))
     elif fmt == "tsv":
         emit("\t".join(["hyp", *asdict(results[0][1])]))

@@ -191,6 +191,12 @@ def translate(
                              batch_tokens=batch_tokens, attention=need_attention,
                              chunk=1 if interactive else max(1, min(256, batch_tokens // 16)),
                              split_sentences=split, fold_caps=caps)
+    repro = None
+    if fmt is Format.jsonl:  # what reproduces each record, in each record (never a header)
+        from seqattn.records import run_record
+
+        repro = run_record(decoder, decoder.search(beam, n_best, alpha, None, None, min_len,
+                                                   max_len, max_output_len, length_norm))
     for tr in results:  # flushed line by line: a long file shows results as it goes
         if fmt is not Format.jsonl and not (align or check) and not engines.needs_native(
                 tr, copy_numbers):  # plain text: no torch for the CTranslate2 engine
@@ -201,7 +207,7 @@ def translate(
         translator = engines.native()
         seen: dict[int, Any] = {}  # each hypothesis's attention, read once for all outputs
         card = finish_line(translator, tr, view, copy_numbers, check, seen)
-        emit(_record(translator, tr, fmt, attention, view, card, seen), flush=True)
+        emit(_record(translator, tr, fmt, attention, view, card, seen, repro), flush=True)
         if card is not None and fmt is not Format.jsonl and not card.clean:
             log.warning("line %d: %s", tr.id + 1, _summary(card, tr))
         if table_console is not None and tr.hyps:
@@ -290,7 +296,7 @@ def _summary(card: Any, tr: Any) -> str:
 
 
 def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any,
-            card: Any, seen: dict[int, Any]) -> str:
+            card: Any, seen: dict[int, Any], repro: dict[str, Any] | None = None) -> str:
     if fmt is Format.text:
         return "\t".join(h.text for h in tr.hyps)
     if fmt is Format.tsv:
@@ -301,6 +307,8 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any,
     from seqattn.records import translation_record
 
     obj = translation_record(translator, tr, view, attention=attention, card=card, seen=seen)
+    if repro is not None:
+        obj["repro"] = repro
     return json.dumps(obj, ensure_ascii=False)
 
 
