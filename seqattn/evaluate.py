@@ -22,7 +22,8 @@ from seqattn.textio import read_lines
 
 logger = logging.getLogger(__name__)
 
-METRICS = {"bleu": "BLEU", "chrf": "chrF", "chrf++": "chrF++", "ter": "TER"}  # id -> name
+METRICS = {"bleu": "BLEU", "chrf": "chrF", "chrf++": "chrF++", "ter": "TER",  # id -> name
+           "bleu-paper": "BLEU (paper)"}
 DEFAULT_METRICS = ("bleu", "chrf", "ter")
 PAIRED_TESTS = {"bs": "paired bootstrap resampling", "ar": "paired approximate randomization"}
 
@@ -62,6 +63,7 @@ class ScoringOptions:
     metrics: tuple[str, ...] = DEFAULT_METRICS
     lowercase: bool = False
     tokenize: str | None = None
+    language: str = "en"   # the references' language, for bleu-paper's Moses tokenizer
 
     @property
     def bleu_tokenize(self) -> str:
@@ -79,6 +81,10 @@ class ScoringOptions:
         case = "lowercased" if self.lowercase else "cased"
         if metric == "ter":
             return "case-insensitive, tercom tokenization (sacreBLEU's TER default)"
+        if metric == "bleu-paper":
+            return (f"the Multi30k paper convention: hypothesis and references Moses-tokenized "
+                    f"({self.language}, sacremoses, no escaping), then lowercased, BLEU on "
+                    "those tokens (multi-bleu.perl -lc)")
         if metric != "bleu":
             return f"{case}, character n-grams (no tokenization)"
         return f"{case}, tokenize={self.bleu_tokenize}" + {
@@ -275,6 +281,8 @@ def _make_metric(metric: str, options: ScoringOptions, refs: Any, sentence: bool
 
     if metric == "ter":
         return TER(references=refs)
+    if metric == "bleu-paper":
+        return _paper_bleu(options.language, refs, sentence)
     if metric.startswith("chrf"):  # chrF++ adds word bigrams
         return CHRF(word_order=2 * (metric == "chrf++"), lowercase=options.lowercase,
                     references=refs)
@@ -284,6 +292,29 @@ def _make_metric(metric: str, options: ScoringOptions, refs: Any, sentence: bool
                     effective_order=sentence, references=refs)
     except (ImportError, OSError, RuntimeError) as e:  # tokenizers with extra dependencies
         raise UsageError(f"BLEU tokenizer '{tokenize}' cannot be used here: {e}") from None
+
+
+def _paper_bleu(language: str, refs: Any, sentence: bool) -> Any:
+    """BLEU as published Multi30k figures compute it: each segment Moses-tokenized (sacremoses,
+    ``escape=False``, as bench/score_models.py did for the README's model table), lowercased,
+    and scored on those tokens. Its signature says ``tok:moses-LANG``."""
+    from sacrebleu.metrics import BLEU
+
+    try:
+        from sacremoses import MosesTokenizer
+    except ImportError:
+        raise UsageError("the paper convention (--paper) needs sacremoses: pip install "
+                         "sacremoses (or 'seqattn[align]')") from None
+    moses = MosesTokenizer(language)
+
+    class PaperBLEU(BLEU):
+        def _preprocess_segment(self, sent: str) -> str:
+            return str(moses.tokenize(sent.rstrip(), escape=False, return_str=True)).lower()
+
+    metric = PaperBLEU(lowercase=True, tokenize="none", force=True, effective_order=sentence,
+                       references=refs)
+    metric.tokenizer_signature = f"moses-{language}"
+    return metric
 
 
 def _score_set(
@@ -312,7 +343,8 @@ def _result(metric: str, score: Any, signature: str, test: Any) -> MetricResult:
         value = getattr(test, name, None)
         return None if value is None else float(value)  # numpy floats -> float
 
-    return MetricResult(metric, score.name, float(score.score), signature,
+    name = METRICS[metric] if metric == "bleu-paper" else score.name
+    return MetricResult(metric, name, float(score.score), signature,
                         score.format(signature=signature), mean=number("mean"),
                         ci=number("ci"), p_value=number("p_value"))
 

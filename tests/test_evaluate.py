@@ -366,3 +366,36 @@ def test_model_mode_usage_errors(args, message, capsys):
 
     assert cli_run(["evaluate", *args]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_paper_convention_is_moses_tokenized_lowercased_bleu(tmp_path, capsys):
+    """--paper adds BLEU as published Multi30k figures compute it; checked against sacremoses
+    and sacrebleu called directly (tokenize, lowercase, BLEU on the tokens)."""
+    import json
+
+    import sacrebleu
+    from sacremoses import MosesTokenizer
+
+    from seqattn.cli import run
+
+    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "multi30k"
+    refs = (data / "val.de").read_text(encoding="utf-8").splitlines()[:300]
+    hyps = [" ".join(r.split()[::-1]) if k % 3 == 0 else r.replace(",", " ,") + " Ja"
+            for k, r in enumerate(refs)]            # wrong in varied ways, commas and casing
+    ref_file, hyp_file = tmp_path / "val.de", tmp_path / "hyp.de"
+    ref_file.write_text("\n".join(refs) + "\n", encoding="utf-8")
+    hyp_file.write_text("\n".join(hyps) + "\n", encoding="utf-8")
+    tok = MosesTokenizer("de")
+
+    def paper(lines):
+        return [tok.tokenize(x, escape=False, return_str=True).lower() for x in lines]
+
+    want = sacrebleu.corpus_bleu(paper(hyps), [paper(refs)], tokenize="none", force=True).score
+    capsys.readouterr()
+    assert run(["evaluate", "-r", str(ref_file), str(hyp_file), "--paper", "-f", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    scores = doc["sets"][0]["systems"][0]["scores"]
+    assert scores["bleu-paper"]["score"] == pytest.approx(want, abs=1e-9)
+    assert scores["bleu"]["score"] != pytest.approx(want, abs=0.01)   # a different convention
+    assert "tok:moses-de" in doc["sets"][0]["signatures"]["bleu-paper"]
+    assert doc["repro"]["sacrebleu"] == sacrebleu.__version__

@@ -59,10 +59,16 @@ FormatOpt = Annotated[str | None, typer.Option(
     "--format", "-f", help="table (default), json or tsv; with --sentence: jsonl.")]
 MetricsOpt = Annotated[list[str] | None, typer.Option(
     "--metric", "--metrics", metavar="NAMES", rich_help_panel=S,
-    help="bleu, chrf, chrf++, ter: comma-separated or repeated. Default: bleu,chrf,ter.")]
+    help="bleu, chrf, chrf++, ter, bleu-paper: comma-separated or repeated. Default: "
+         "bleu,chrf,ter.")]
 LowercaseOpt = Annotated[bool, typer.Option(
     "--lowercase", rich_help_panel=S,
     help="Lowercase before scoring (BLEU, chrF; TER is case-insensitive).")]
+PaperOpt = Annotated[bool, typer.Option(
+    "--paper", rich_help_panel=S,
+    help="Also BLEU in the Multi30k paper convention (metric bleu-paper): hypothesis and "
+         "references Moses-tokenized in the references' language (from their suffix, e.g. "
+         ".de), lowercased, scored on those tokens; needs sacremoses.")]
 TokenizeOpt = Annotated[str | None, typer.Option(
     "--tokenize", metavar="TOK", rich_help_panel=S,
     help="BLEU tokenizer: 13a (default), none (text is tokenized already), intl, char, zh, ...")]
@@ -121,7 +127,7 @@ ReverseOpt = Annotated[bool, typer.Option(
 def evaluate(
     hyps: HypsArg = None, refs: RefsOpt = None, sets: SetsOpt = None, fmt: FormatOpt = None,
     metrics: MetricsOpt = None, lowercase: LowercaseOpt = False, tokenize: TokenizeOpt = None,
-    sentence: SentenceOpt = False, baseline: BaselineOpt = None, paired_test: PairedTestOpt = "bs",
+    paper: PaperOpt = False, sentence: SentenceOpt = False, baseline: BaselineOpt = None, paired_test: PairedTestOpt = "bs",
     paired_bs_n: BsNOpt = 1000, paired_ar_n: ArNOpt = 10000, seed: SeedOpt = 12345,
     align: AlignOpt = None, gold: GoldOpt = None, gold_one_indexed: OneIndexedOpt = False,
     reverse: ReverseOpt = False, model: ModelOpt = None, src: SrcOpt = None,
@@ -149,7 +155,8 @@ def evaluate(
     if align:
         given = [name for name, value in [("HYP", hyps), ("--ref", refs), ("--sets", sets),
                  ("--baseline", baseline), ("--sentence", sentence), ("--metric", metrics),
-                 ("--lowercase", lowercase), ("--tokenize", tokenize)] if value]
+                 ("--lowercase", lowercase), ("--tokenize", tokenize), ("--paper", paper)]
+                 if value]
         if given:
             raise UsageError(f"--align scores alignments; it does not combine with {given[0]}")
         if gold is None:
@@ -158,6 +165,10 @@ def evaluate(
         return
     if gold is not None or gold_one_indexed or reverse:
         raise UsageError("--gold, --gold-one-indexed and --reverse need --align")
+    if paper:  # the paper convention beside the others
+        from seqattn.evaluate import DEFAULT_METRICS
+
+        metrics = [*(metrics or [",".join(DEFAULT_METRICS)]), "bleu-paper"]
     if model is not None or src is not None:
         if model is None or src is None or not refs:
             raise UsageError("model mode needs all of -m MODEL, --src SRC and -r REF")
@@ -270,7 +281,10 @@ def _evaluate_translations(
         raise UsageError("give -r REF and at least one HYP file, or --sets YAML")
     else:
         test_sets = (ev.single_set(refs, hyps, baseline, texts, paths),)
-    options = ev.ScoringOptions(ev.parse_metrics(metrics), lowercase, tokenize)
+    from seqattn.textio import language_of
+
+    options = ev.ScoringOptions(ev.parse_metrics(metrics), lowercase, tokenize,
+                                language_of(test_sets[0].refs[0]))
     if sentence:
         if baseline is not None:
             raise UsageError("--sentence gives per-sentence scores; it does not take --baseline")
