@@ -47,14 +47,15 @@ check: setup
 setup: $(VENV)/.installed
 
 # The explorer's browser test (tests/test_serve_browser.py) drives Debian's chromium through its
-# chromedriver: installed with apt-get where missing (as root, or through sudo).
+# chromedriver: installed with apt-get where missing (as root, or through sudo), with a CJK font
+# (the explorer's and the PNG heatmap's tests draw Chinese words).
 browser:
 	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
 	  if command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing chromium and chromium-driver (apt-get) for the browser test" >&2; \
 	    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
-	      chromium chromium-driver >/dev/null; \
+	      chromium chromium-driver fonts-noto-cjk >/dev/null; \
 	  else \
 	    echo "the browser test needs chromium and chromedriver; install them, or set" \
 	         "SEQATTN_SKIP_BROWSER=1 to skip it" >&2; \

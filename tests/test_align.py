@@ -931,3 +931,28 @@ def test_bidir_reads_the_matrix_over_rows_and_columns():
     assert al.extract_links(words, "threshold", 0.3) == {(0, 0), (1, 0), (1, 1), (2, 1), (1, 2)}
     with pytest.raises(UsageError):
         al.Extraction("bidir", None)
+
+
+def test_png_draws_any_script_or_names_what_it_cannot(capsys, tmp_path):
+    """The PNG heatmap draws a Chinese word with an installed CJK font (make test installs
+    Debian's fonts-noto-cjk beside chromium), and names the characters no font has instead of
+    drawing boxes in silence."""
+    pytest.importorskip("matplotlib")
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    from seqattn.align.viz import font_families
+    from seqattn.cli import run
+
+    families, missing = font_families(["A dog 狗", "Ein Hund"])
+    assert missing == [] and families[0] == "DejaVu Sans" and len(families) == 2
+    cjk = font_manager.findfont(families[1], fallback_to_default=False)
+    assert ord("狗") in FT2Font(cjk).get_charmap()          # the font chosen has the glyph
+    assert font_families(["\u0378 x"])[1] == ["\u0378"]      # unassigned: no font has it
+    (tmp_path / "s").write_text("A dog 狗 runs\n", encoding="utf-8")
+    (tmp_path / "t").write_text("Ein Hund \u0378 rennt\n", encoding="utf-8")
+    capsys.readouterr()
+    assert run(["align", "-m", "en-de", str(tmp_path / "s"), str(tmp_path / "t"), "--png",
+                str(tmp_path / "a.png")]) == 0
+    err = capsys.readouterr().err
+    assert "U+0378" in err and "U+72D7" not in err and (tmp_path / "a.png").stat().st_size > 5000

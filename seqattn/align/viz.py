@@ -12,12 +12,15 @@ right-to-left and CJK words keep their order and shape.
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+import logging
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from seqattn.align.force import PairAlignment
 from seqattn.align.words import entropy
+
+log = logging.getLogger(__name__)
 
 SHADES = ((0.75, "█"), (0.5, "▓"), (0.25, "▒"), (0.1, "░"))
 PNG_MAX_PAIRS = 50
@@ -205,12 +208,57 @@ def have_matplotlib() -> bool:
 
 def write_png(path: str | Path, records: Sequence[PairAlignment]) -> int:
     """One heatmap per non-empty pair (at most ``PNG_MAX_PAIRS``), stacked in one PNG written
-    atomically. Needs matplotlib (``pip install matplotlib``). Returns the pairs drawn."""
+    atomically. Needs matplotlib (``pip install matplotlib``). Returns the pairs drawn. Words
+    in any script are drawn with an installed font that has them (:func:`font_families`); a
+    character none has is named in a warning."""
+    import matplotlib
+
+    shown = [r for r in records if r.words is not None][:PNG_MAX_PAIRS]
+    families, missing = font_families(w for r in shown for side in r.sides for w in side.words)
+    if missing:
+        log.warning("the PNG shows %d character(s) as boxes (%s): no installed font has them; "
+                    "install one that does (e.g. Debian's fonts-noto-cjk for Chinese, Japanese "
+                    "and Korean)", len(missing), " ".join(f"{c} U+{ord(c):04X}"
+                                                         for c in missing[:8]))
+    with matplotlib.rc_context({"font.family": families}):
+        return _draw_png(path, shown)
+
+
+def font_families(texts: Iterable[str]) -> tuple[list[str], list[str]]:
+    """Font families that together draw every character of ``texts``: matplotlib's default
+    (DejaVu Sans) first, then installed fonts for what it lacks (matplotlib falls back along
+    the list, glyph by glyph); and the characters no installed font has."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    chars = {c for text in texts for c in text if not c.isspace()}
+    first = font_manager.findfont("DejaVu Sans")
+    missing = {c for c in chars if ord(c) not in FT2Font(first).get_charmap()}
+    families = ["DejaVu Sans"]
+    def preference(e: Any) -> tuple[bool, bool, str]:  # sans-serif, regular weight first
+        return "Sans" not in e.name, e.weight not in (400, "normal", "regular"), e.name
+
+    for entry in sorted(font_manager.fontManager.ttflist, key=preference):
+        if not missing:
+            break
+        if entry.name in families or "Last Resort" in entry.name:  # boxes for everything
+            continue
+        try:
+            charmap = FT2Font(entry.fname).get_charmap()
+        except (OSError, RuntimeError):
+            continue
+        found = {c for c in missing if ord(c) in charmap}
+        if found:
+            families.append(entry.name)
+            missing -= found
+    return families, sorted(missing)
+
+
+def _draw_png(path: str | Path, shown: list[PairAlignment]) -> int:
     from matplotlib.figure import Figure
 
     from seqattn.textio import atomic_open
 
-    shown = [r for r in records if r.words is not None][:PNG_MAX_PAIRS]
     if not shown:
         shown_height = [1.0]
     else:
