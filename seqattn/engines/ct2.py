@@ -22,8 +22,9 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seqattn.checkpoint import CONFIG, CT2_DIR, read_meta, spm_paths
+from seqattn.checkpoint import CONFIG, CT2_DIR, spm_paths
 from seqattn.config import load_config
+from seqattn.engines.ct2_convert import QUANTIZATIONS
 from seqattn.errors import CheckpointError, UsageError
 from seqattn.lines import Hyp, LineTranslator, Translation
 from seqattn.sentences import restore_caps
@@ -33,9 +34,6 @@ from seqattn.vocab import Vocab, group_pieces
 if TYPE_CHECKING:
     from seqattn.config import DecodeConfig
 
-COMPUTE_TYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "int8": "int8",
-                 "int8_float32": "int8_float32", "int8_float16": "int8_float16",
-                 "int8_bfloat16": "int8_bfloat16", "int16": "int16"}
 
 
 def has_ct2(model_dir: Path) -> bool:
@@ -59,7 +57,6 @@ class CT2Translator(LineTranslator):
             raise CheckpointError(f"'{self.path}' holds no CTranslate2 model "
                                   f"({CT2_DIR}/): export one with seqattn export --format "
                                   "ctranslate2")
-        self.meta = read_meta(self.path)
         self.cfg = load_config(self.path / CONFIG)
         src, tgt = spm_paths(self.path)
         src_vocab = Vocab(src)
@@ -69,10 +66,10 @@ class CT2Translator(LineTranslator):
         self.max_target_len = self.cfg.model.max_positions - 1
         self.trained_pieces = self.cfg.data.max_len
         self.language = language_of(self.cfg.data.train_src)
-        compute = "default" if precision is None else COMPUTE_TYPES.get(precision)
+        compute = "default" if precision is None else QUANTIZATIONS.get(precision)
         if compute is None:
             raise UsageError(f"precision for the CTranslate2 engine must be one of: "
-                             f"{', '.join(COMPUTE_TYPES)}; got '{precision}'")
+                             f"{', '.join(QUANTIZATIONS)}; got '{precision}'")
         threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)
         ctranslate2.set_log_level(logging.ERROR)   # its warnings are not one line of ours
         self.engine = ctranslate2.Translator(str(self.path / CT2_DIR), device=device,

@@ -18,7 +18,8 @@ import numpy as np
 
 from seqattn.errors import UsageError
 
-#: CTranslate2's weight types (``--dtype`` with ``--format ctranslate2``); ours map onto them.
+#: CTranslate2's weight and compute types by our names (``export --dtype`` with ``--format
+#: ctranslate2``, checked in :func:`seqattn.export.export_model`; ``translate --precision``).
 QUANTIZATIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16", "int8": "int8",
                  "int8_float32": "int8_float32", "int8_float16": "int8_float16",
                  "int8_bfloat16": "int8_bfloat16", "int16": "int16"}
@@ -118,9 +119,6 @@ def convert(weights: dict[str, np.ndarray], model_cfg: Any, spm_models: tuple[Pa
     ``out``, quantized to ``dtype`` (a key of :data:`QUANTIZATIONS`)."""
     import sentencepiece as spm
 
-    if dtype not in QUANTIZATIONS:
-        raise UsageError(f"--dtype with --format ctranslate2 must be one of: "
-                         f"{', '.join(QUANTIZATIONS)}; got '{dtype}'")
     vocabs = []
     for path in spm_models:
         sp = spm.SentencePieceProcessor(model_file=str(path))
