@@ -92,7 +92,8 @@ class ModelConfig:
     dropout: float = _num(0.1, lo=0.0, hi=0.9)
     # RNN
     cell: Literal["gru", "lstm"] = "gru"
-    attention: Literal["bahdanau", "luong"] = "bahdanau"
+    # none: no attention, the decoder reads only the encoder's final state (Cho et al. 2014)
+    attention: Literal["bahdanau", "luong", "none"] = "bahdanau"
     score: Literal["additive", "dot", "general", "concat"] | None = None  # None: the paper's own
     input_feeding: bool = True
     # Transformer
@@ -103,7 +104,13 @@ class ModelConfig:
     max_positions: int = _num(1024, lo=1)
 
     def __post_init__(self) -> None:
-        if self.score is None:  # resolve to the score each paper uses
+        if self.arch == "transformer" and self.attention == "none":
+            raise ConfigError("model.attention 'none' is for arch rnn (a Transformer is built "
+                              "from attention); use arch: rnn, or attention: bahdanau")
+        if self.attention == "none" and self.score is not None:
+            raise ConfigError(f"model.score '{self.score}' does not go with model.attention "
+                              "'none' (a model without attention has no score); drop score")
+        if self.score is None and self.attention != "none":  # the score each paper uses
             default = "additive" if self.attention == "bahdanau" else "general"
             object.__setattr__(self, "score", default)
         if self.arch == "rnn" and self.attention == "bahdanau" and self.score != "additive":

@@ -21,6 +21,10 @@ TINY_MODELS = {
               "model.cell=lstm", "model.hidden_size=24", "model.embed_size=16",
               "model.enc_layers=1", "model.dec_layers=1", "model.dropout=0.0"],
 }
+#: an RNN without attention (issue 21): a fixture of its own, since alignment commands refuse it
+NO_ATTENTION = ["model.arch=rnn", "model.attention=none", "model.hidden_size=24",
+                "model.embed_size=16", "model.enc_layers=1", "model.dec_layers=1",
+                "model.dropout=0.0"]
 
 
 def default_sigint() -> None:
@@ -44,7 +48,7 @@ def make_model_dir(path: Path, kind: str, seed: int = 0) -> Path:
     train_spm([SAMPLE / "train.en", SAMPLE / "train.de"], path / "spm", 300, "unigram",
               max_sentences=2000)
     vocab = Vocab(path / "spm.model")
-    cfg = config_from_dict({}, TINY_MODELS[kind] + ["decoding.max_len_a=1.0",
+    cfg = config_from_dict({}, {**TINY_MODELS, "noattn": NO_ATTENTION}[kind] + ["decoding.max_len_a=1.0",
                                                     "decoding.max_len_b=5"])
     torch.manual_seed(seed)
     model = build_model(cfg.model, len(vocab), len(vocab))
@@ -62,6 +66,11 @@ def tiny_model(request, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_bahdanau(tmp_path_factory) -> Path:
     return make_model_dir(tmp_path_factory.mktemp("tiny-bahdanau"), "bahdanau")
+
+
+@pytest.fixture(scope="session")
+def tiny_noattn(tmp_path_factory) -> Path:
+    return make_model_dir(tmp_path_factory.mktemp("tiny-noattn"), "noattn")
 
 
 @pytest.fixture(scope="session")

@@ -121,6 +121,11 @@ class AlignmentSettings:
                        sym=self.sym if same else None)
 
 
+#: what every alignment view says of a model built with ``model.attention: none``
+NO_ATTENTION = ("this model has no attention to show: it was built with model.attention "
+                "'none', so its decoder reads only the encoder's final state; it translates "
+                "(translate, evaluate), and alignments need a model with attention")
+
 STORED: Any = object()  # resolve_view(blend=STORED): the stored blend, if the view is stored
 
 
@@ -133,6 +138,8 @@ def model_shape(translator: Translator, kind: str = "cross") -> tuple[int, int]:
     if shape is None:
         kinds = [k for k in ("cross", "encoder", "decoder")
                  if translator.model.attention_shape(k) is not None]
+        if not kinds:
+            raise UsageError(NO_ATTENTION)
         raise UsageError(f"this model has no {kind} attention to read; it has: "
                          f"{', '.join(kinds)} (self-attention views need a Transformer)")
     return shape

@@ -172,9 +172,10 @@ def translate(
 
         refuse_stdout_onto_inputs([("--input", input)])
     path = resolve_model(model)
-    need_attention = align or check or fmt is Format.jsonl
-    viewing = need_attention or any(x is not None for x in (layer, heads, shift_att, blend))
     engines = _Engines(path, native_or_ct2(path, engine), device, precision)
+    # jsonl carries the alignment, except from a model without attention (translation only)
+    need_attention = align or check or attention or (fmt is Format.jsonl and engines.attends())
+    viewing = need_attention or any(x is not None for x in (layer, heads, shift_att, blend))
     decoder = engines.decoder()
     view = engines.view(layer, heads, shift_att, blend) if viewing else None
     lines = iter(text) if text else _read(input or "-")
@@ -245,6 +246,11 @@ class _Engines:
             self._native = load(self.path, device=self.device, precision=precision or "fp32")
         return self._native
 
+    def attends(self) -> bool:
+        """Whether the model has attention to show (a CTranslate2 export always has: only
+        Transformers are exported)."""
+        return self.which != "native" or self.native().model.attention_shape() is not None
+
     def needs_native(self, tr: Any, copy_numbers: bool) -> bool:
         """Whether writing ``tr`` as plain text needs the native model: only to copy a
         source number into a CTranslate2 translation (one forced pass)."""
@@ -306,7 +312,8 @@ def _record(translator: Any, tr: Any, fmt: Format, attention: bool, view: Any,
         return "\t".join(cols)
     from seqattn.records import translation_record
 
-    obj = translation_record(translator, tr, view, attention=attention, card=card, seen=seen)
+    obj = translation_record(translator, tr, view, links=view is not None, attention=attention,
+                             card=card, seen=seen)
     if repro is not None:
         obj["repro"] = repro
     return json.dumps(obj, ensure_ascii=False)

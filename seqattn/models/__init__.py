@@ -111,10 +111,13 @@ BUILDERS: dict[str, Callable[[ModelConfig, int, int, int], nn.Module]] = {
 }
 
 
-def attention_shape_of(cfg: ModelConfig) -> tuple[int, int]:
-    """(layers, heads) of the cross-attention a model of ``cfg`` will show, known before it is
-    built (:meth:`Seq2Seq.attention_shape` of the built model says the same)."""
-    return (cfg.dec_layers, cfg.heads) if cfg.arch == "transformer" else (1, 1)
+def attention_shape_of(cfg: ModelConfig) -> tuple[int, int] | None:
+    """(layers, heads) of the cross-attention a model of ``cfg`` will show, None for an RNN
+    without attention; known before it is built (:meth:`Seq2Seq.attention_shape` of the built
+    model says the same)."""
+    if cfg.arch == "transformer":
+        return cfg.dec_layers, cfg.heads
+    return None if cfg.attention == "none" else (1, 1)
 
 
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int,

@@ -6,6 +6,9 @@ Both share the bidirectional :class:`Encoder` and differ in the decoder *flow*:
   the RNN together with the previous target embedding, predict from s_t, c_t and y_{t-1}.
 - :class:`LuongDecoder`: step the RNN first, attend with the new state h_t, then predict from
   h~_t = tanh(W_c [c_t; h_t]); with input feeding h~_{t-1} is part of the next RNN input.
+- :class:`FixedContextDecoder`: the baseline attention was invented to beat (Cho et al. 2014,
+  Sutskever et al. 2014): Bahdanau's decoder with one context for every step, the encoder's
+  final state; it shows no attention (weights with zero layers).
 
 The scores come from :mod:`seqattn.attention`; their ``prepare`` runs once per batch in
 ``encode`` and the result travels in :class:`RNNMemory`, never on a module.
@@ -273,6 +276,41 @@ class BahdanauDecoder(nn.Module):
         return logits.squeeze(1), _stack(hidden, cell, None), weights
 
 
+class FixedContextDecoder(BahdanauDecoder):
+    """The RNN encoder-decoder without attention (Cho et al. 2014, "Learning Phrase
+    Representations using RNN Encoder-Decoder", §2.2; Bahdanau et al. 2015 call it RNNencdec):
+    the source is squeezed into one vector c, the encoder's final state [h->_S; h<-_1], and
+    every step reads that same c: s_t = RNN([E y_{t-1}; c], s_{t-1}), t~ = U_o s_t +
+    V_o E y_{t-1} + C_o c. Everything else (encoder, bridge, deep output with maxout) is
+    :class:`BahdanauDecoder`'s, so the two differ only in c_t = c.
+
+    Its weights have zero layers: (B, 0, S) per step, so decoding code needs no special case
+    and alignment code sees a model with no attention to read.
+    """
+
+    def __init__(self, vocab: int, embed_size: int, hidden_size: int, enc_size: int,
+                 layers: int, cell: str, dropout: float, pad_id: int):
+        super().__init__(vocab, embed_size, hidden_size, enc_size, layers, cell, dropout,
+                         pad_id)
+        del self.score                                              # nothing to score
+
+    def make_memory(self, outputs: Tensor, final: Tensor, src_pad: Tensor) -> RNNMemory:
+        """Only ``final`` is read; the annotations are dropped (keys and values of width 0)."""
+        empty = outputs[:, :, :0]                                   # (B, S, 0)
+        return RNNMemory(empty, empty, src_pad, final)
+
+    def _advance(self, emb: Tensor, hidden: list[Tensor], cell: list[Tensor] | None,
+                 memory: RNNMemory) -> tuple[Tensor, Tensor, list[Tensor], list[Tensor] | None]:
+        """Step the RNN on [E y_{t-1}; c] with the fixed c.
+
+        Shapes: emb (B, E) -> context (B, 2H), weights (B, 0, S), new hidden/cell lists
+        """
+        context = memory.final                                      # (B, 2H), every step
+        hidden, cell = self.rnn(torch.cat([emb, context], dim=-1), hidden, cell)
+        B, S = memory.src_pad.shape
+        return context, emb.new_zeros(B, 0, S), hidden, cell
+
+
 class LuongDecoder(nn.Module):
     """Luong et al. (2015), §3: h_t = RNN(x_t, h_{t-1}), a_t = align(h_t, h̄_s) with the dot,
     general or concat score (eq. 8), c_t = sum_s a_ts h̄_s, h~_t = tanh(W_c [c_t; h_t]) (eq. 5),
@@ -385,10 +423,11 @@ class RNNSeq2Seq(nn.Module):
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
+        self.attends = not isinstance(decoder, FixedContextDecoder)
 
     def attention_shape(self, kind: str = "cross") -> tuple[int, int] | None:
-        """One layer, one head of cross-attention; no self-attention."""
-        return (1, 1) if kind == "cross" else None
+        """One layer, one head of cross-attention (none without attention); no self-attention."""
+        return (1, 1) if kind == "cross" and self.attends else None
 
     def encode(self, src: Tensor, src_pad: Tensor) -> RNNMemory:
         """Shapes: src (B, S) long, src_pad (B, S) bool -> RNNMemory."""
@@ -404,9 +443,12 @@ class RNNSeq2Seq(nn.Module):
 
         Shapes:
             prev_tokens: (B,) long
-            returns: logits (B, V), new state, weights (B, 1, 1, S)
+            returns: logits (B, V), new state, weights (B, 1, 1, S) ((B, 0, 1, S) without
+            attention: zero layers)
         """
         logits, state, weights = self.decoder.step(prev_tokens, state, memory)
+        if not self.attends:                                        # (B, 0, S)
+            return logits, state, weights[:, :, None]               # (B, V), _, (B, 0, 1, S)
         return logits, state, weights[:, None, None]                # (B, V), _, (B, 1, 1, S)
 
     def hidden_states(self, src: Tensor, src_pad: Tensor, tgt_in: Tensor,
@@ -423,7 +465,7 @@ class RNNSeq2Seq(nn.Module):
         outputs, final = self.encoder(src, src_pad)                 # (B, S, 2H), (B, 2H)
         states, w = self.decoder.hidden_states(tgt_in,
                                                self.decoder.make_memory(outputs, final, src_pad))
-        if weights is not None:
+        if weights is not None and self.attends:                    # no layers: nothing
             weights.append(w[:, None])                              # (B, 1, T, S)
         return outputs, states                                      # (B, S, 2H), (B, L, T, H)
 
@@ -437,7 +479,11 @@ class RNNSeq2Seq(nn.Module):
             returns: logits (B, T, V) or features (B, T, H), weights (B, 1, 1, T, S) or None
         """
         logits, weights = self.decoder(tgt_in, self.encode(src, src_pad), project)
-        return logits, weights[:, None, None] if need_weights else None
+        if not need_weights:
+            return logits, None
+        if not self.attends:                                        # (B, T, 0, S): no layers
+            return logits, weights.permute(0, 2, 1, 3)[:, :, None]  # (B, 0, 1, T, S)
+        return logits, weights[:, None, None]                       # (B, 1, 1, T, S)
 
     def output_layer(self) -> nn.Linear:
         """The layer that turns the decoder's features into logits."""
@@ -452,6 +498,9 @@ def build_rnn(cfg: ModelConfig, src_vocab: int, tgt_vocab: int, pad_id: int = 0)
     if cfg.attention == "bahdanau":
         decoder = BahdanauDecoder(tgt_vocab, E, H, 2 * H, cfg.dec_layers, cfg.cell,
                                   cfg.dropout, pad_id)
+    elif cfg.attention == "none":
+        decoder = FixedContextDecoder(tgt_vocab, E, H, 2 * H, cfg.dec_layers, cfg.cell,
+                                      cfg.dropout, pad_id)
     else:
         assert cfg.score is not None                               # resolved by ModelConfig
         decoder = LuongDecoder(tgt_vocab, E, H, 2 * H, cfg.dec_layers, cfg.cell, cfg.score,

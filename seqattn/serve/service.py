@@ -147,8 +147,9 @@ class Service:
 
         out = []
         for name, tr in self.models.items():
-            view = resolve_view(tr)
-            layers, heads = model_shape(tr)
+            attends = tr.model.attention_shape() is not None  # else translation only
+            view = resolve_view(tr) if attends else None
+            layers, heads = model_shape(tr) if attends else (0, 0)
             stored = AlignmentSettings.of(tr)
             out.append({
                 "name": name, "default": name == self.default,
@@ -156,7 +157,8 @@ class Service:
                 "target_language": language_of(tr.cfg.data.train_tgt),
                 "arch": tr.cfg.model.arch, "layers": layers, "heads": heads,
                 "aligner": tr.loaded.aligner is not None,   # layer ``layers - 1`` is it
-                "view": view.as_dict(), "calibrated": stored.layer is not None,
+                "view": view.as_dict() if view else None,
+                "calibrated": stored.layer is not None,
                 "guided": stored.guided,   # the stored view's head was trained to align
                 "beam": tr.cfg.decoding.beam_size,
                 "engine": "ctranslate2" if name in self.decoders else "native",

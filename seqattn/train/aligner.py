@@ -143,6 +143,10 @@ def train_aligner(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: 
 
     opt = options or AlignerTraining()
     model = loaded.model
+    if model.attention_shape() is None:
+        from seqattn.align.settings import NO_ATTENTION
+
+        raise ConfigError(NO_ATTENTION)
     if opt.warm_start and loaded.aligner is None:
         raise ConfigError(f"'{loaded.path}' has no aligner to start from (train one without "
                           "--warm-start first)")

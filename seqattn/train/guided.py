@@ -35,7 +35,11 @@ def guided_view(cfg: Config) -> tuple[int, int] | None:
     t, m = cfg.training, cfg.model
     if not t.guided_alignment:
         return None
-    layers, heads = attention_shape_of(m)
+    shape = attention_shape_of(m)
+    if shape is None:
+        raise ConfigError("training.guided_alignment needs attention to guide, and "
+                          "model.attention is 'none'; turn guided_alignment off")
+    layers, heads = shape
     layer = default_layer(layers) if t.guided_layer is None else t.guided_layer
     if layer >= layers:
         raise ConfigError(f"training.guided_layer ({layer}) is out of range: the model has "
