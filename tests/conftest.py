@@ -48,8 +48,8 @@ def make_model_dir(path: Path, kind: str, seed: int = 0) -> Path:
     train_spm([SAMPLE / "train.en", SAMPLE / "train.de"], path / "spm", 300, "unigram",
               max_sentences=2000)
     vocab = Vocab(path / "spm.model")
-    cfg = config_from_dict({}, {**TINY_MODELS, "noattn": NO_ATTENTION}[kind] + ["decoding.max_len_a=1.0",
-                                                    "decoding.max_len_b=5"])
+    layout = {**TINY_MODELS, "noattn": NO_ATTENTION}[kind]
+    cfg = config_from_dict({}, layout + ["decoding.max_len_a=1.0", "decoding.max_len_b=5"])
     torch.manual_seed(seed)
     model = build_model(cfg.model, len(vocab), len(vocab))
     (path / ckpt.CONFIG).write_text(dump_config(cfg), encoding="utf-8")

@@ -43,6 +43,10 @@ EXAMPLES = """
     hyps: {rnn: rnn.2017.de, transformer: tf.2017.de}
 
   seqattn evaluate --align test.align --gold test.talp --gold-one-indexed   [dim]# AER[/dim]
+
+  seqattn evaluate -r test.de rnn.de noattn.de --by-length test.en --png by-length.png
+
+  seqattn evaluate -m en-de-rnn -m runs/noattn --src long.en -r long.de --by-length long.en --no-split
 """
 
 FORMATS = ("table", "json", "tsv")
@@ -96,9 +100,10 @@ GoldOpt = Annotated[str | None, typer.Option(
 OneIndexedOpt = Annotated[bool, typer.Option(
     "--gold-one-indexed", rich_help_panel=A,
     help="The gold counts words from 1 (as the NAACL 2003 sets do).")]
-ModelOpt = Annotated[str | None, typer.Option(
+ModelOpt = Annotated[list[str] | None, typer.Option(
     "--model", "-m", rich_help_panel="Model mode", show_default=False,
-    help="Translate --src with this model (directory or shipped name), then score it.")]
+    help="Translate --src with this model (directory or shipped name), then score it; "
+         "repeat to compare several.")]
 SrcOpt = Annotated[str | None, typer.Option(
     "--src", rich_help_panel="Model mode", show_default=False,
     help="Source file to translate in model mode.")]
@@ -118,6 +123,20 @@ CopyNumbersOpt = Annotated[bool, typer.Option(
 SaveHypOpt = Annotated[str | None, typer.Option(
     "--save-hyp", rich_help_panel="Model mode", show_default=False,
     help="Keep the model's translations in this file.")]
+L = "By length"
+ByLengthOpt = Annotated[str | None, typer.Option(
+    "--by-length", metavar="SRC", rich_help_panel=L, show_default=False,
+    help="Scores by source length: SRC is the source file (line-aligned with the references); "
+         "its lines are bucketed by words and every system is scored on each bucket (BLEU "
+         "and chrF unless --metric says otherwise), with a bar chart.")]
+BucketWidthOpt = Annotated[int, typer.Option(
+    "--bucket-width", min=1, rich_help_panel=L, help="Words per length bucket.")]
+MinBucketOpt = Annotated[int, typer.Option(
+    "--min-bucket", min=1, rich_help_panel=L,
+    help="The least sentences a bucket holds: neighbours are merged from the short end.")]
+PngOpt = Annotated[str | None, typer.Option(
+    "--png", rich_help_panel=L, show_default=False,
+    help="Also draw the first metric by length as a PNG line chart (needs matplotlib).")]
 ReverseOpt = Annotated[bool, typer.Option(
     "--reverse", rich_help_panel=A,
     help="The --align files are written target-source: swap each link.")]
@@ -133,7 +152,8 @@ def evaluate(
     reverse: ReverseOpt = False, model: ModelOpt = None, src: SrcOpt = None,
     beam: BeamOpt = None, save_hyp: SaveHypOpt = None,
     max_output_len: MaxOutputLenOpt = None, split: SplitOpt = True,
-    copy_numbers: CopyNumbersOpt = True,
+    copy_numbers: CopyNumbersOpt = True, by_length: ByLengthOpt = None,
+    bucket_width: BucketWidthOpt = 10, min_bucket: MinBucketOpt = 50, png: PngOpt = None,
 ) -> None:
     """Score translations with sacreBLEU (BLEU, chrF, TER), or word alignments with AER.
 
@@ -148,6 +168,9 @@ def evaluate(
 
     [bold]--align PHARAOH --gold TALP[/bold] reports alignment error rate, precision, recall and
     F1 (Och & Ney 2003); in JSON these are fractions in 0..1.
+
+    [bold]--by-length SRC[/bold] scores each bucket of source lengths (Bahdanau et al. 2015,
+    Fig. 2): a table, a bar chart, and with --png a line chart.
     """
     from seqattn.errors import UsageError
 
@@ -157,6 +180,7 @@ def evaluate(
                  ("--baseline", baseline), ("--sentence", sentence), ("--metric", metrics),
                  ("--lowercase", lowercase), ("--tokenize", tokenize), ("--paper", paper)]
                  if value]
+        given += ["--by-length"] if by_length else []
         if given:
             raise UsageError(f"--align scores alignments; it does not combine with {given[0]}")
         if gold is None:
@@ -165,25 +189,66 @@ def evaluate(
         return
     if gold is not None or gold_one_indexed or reverse:
         raise UsageError("--gold, --gold-one-indexed and --reverse need --align")
+    lengths = None
+    if by_length is not None:
+        from seqattn.bylength import BY_LENGTH_METRICS
+
+        clash = next((flag for flag, given in (("--sets", sets), ("--baseline", baseline),
+                                               ("--sentence", sentence)) if given), None)
+        if clash:
+            raise UsageError(f"--by-length scores one test set by buckets; it does not "
+                             f"combine with {clash}")
+        metrics = metrics or [",".join(BY_LENGTH_METRICS)]
+        lengths = ByLengthRun(by_length, bucket_width, min_bucket, png)
+        _check_png(png, [("--by-length", by_length), ("--src", src), *(("-r", r) for r in
+                                                                        refs or []),
+                         *(("HYP", h) for h in hyps or [])])
+    elif png is not None or bucket_width != 10 or min_bucket != 50:
+        raise UsageError("--png, --bucket-width and --min-bucket belong to --by-length SRC")
     if paper:  # the paper convention beside the others
         from seqattn.evaluate import DEFAULT_METRICS
 
         metrics = [*(metrics or [",".join(DEFAULT_METRICS)]), "bleu-paper"]
-    if model is not None or src is not None:
-        if model is None or src is None or not refs:
+    if model or src is not None:
+        if not model or src is None or not refs:
             raise UsageError("model mode needs all of -m MODEL, --src SRC and -r REF")
         if sets is not None:
             raise UsageError("model mode scores one source file; it does not take --sets")
+        if save_hyp is not None and len(model) > 1:
+            raise UsageError("--save-hyp keeps one model's translations; give one -m with it")
         _evaluate_model(model, src, ModelRun(beam, max_output_len, split, copy_numbers),
                         save_hyp, hyps or [], refs,
                         metrics, lowercase, tokenize, sentence, fmt_name,
-                        (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
+                        (baseline, paired_test, paired_bs_n, paired_ar_n, seed), lengths)
         return
     if beam is not None or save_hyp is not None or max_output_len is not None:
         raise UsageError("--beam, --max-output-len and --save-hyp belong to model mode "
                          "(-m MODEL --src SRC)")
     _evaluate_translations(hyps or [], refs or [], sets, metrics, lowercase, tokenize, sentence,
-                           fmt_name, (baseline, paired_test, paired_bs_n, paired_ar_n, seed))
+                           fmt_name, (baseline, paired_test, paired_bs_n, paired_ar_n, seed),
+                           lengths=lengths)
+
+
+class ByLengthRun(NamedTuple):
+    """``--by-length SRC`` and its bucket settings."""
+
+    source: str
+    width: int
+    min_sentences: int
+    png: str | None
+
+
+def _check_png(png: str | None, inputs: list[tuple[str, str | None]]) -> None:
+    """Before any work: the chart's path can be written, is no input, and matplotlib is there."""
+    if png is None:
+        return
+    from seqattn.align.viz import have_matplotlib
+    from seqattn.errors import UsageError
+
+    refuse_overwriting_inputs([("--png", png)], inputs)
+    check_output_path(png, "--png")
+    if not have_matplotlib():
+        raise UsageError("--png needs matplotlib, which is not installed: pip install matplotlib")
 
 
 class ModelRun(NamedTuple):
@@ -195,13 +260,15 @@ class ModelRun(NamedTuple):
     copy_numbers: bool
 
 
-def _evaluate_model(model: str, src: str, search: ModelRun,
+def _evaluate_model(models: list[str], src: str, search: ModelRun,
                     save_hyp: str | None,
                     hyps: list[str], refs: list[str], metrics: list[str] | None,
                     lowercase: bool, tokenize: str | None, sentence: bool, fmt: str,
-                    paired: tuple[str | None, str, int, int, int]) -> None:
-    """Model mode: check every input, translate ``src`` in memory, keep the translations in
-    ``save_hyp`` if asked, and score them as the system named after the model."""
+                    paired: tuple[str | None, str, int, int, int],
+                    lengths: ByLengthRun | None = None) -> None:
+    """Model mode: check every input, translate ``src`` in memory with each model, keep the
+    translations in ``save_hyp`` if asked (one model), and score each as the system named
+    after its model."""
     from pathlib import Path
 
     from seqattn import evaluate as ev
@@ -214,30 +281,39 @@ def _evaluate_model(model: str, src: str, search: ModelRun,
                               [("--src", src), *(("-r", r) for r in refs),
                                *(("HYP", h) for h in hyps), ("--baseline", baseline)])
     check_output_path(save_hyp, "--save-hyp")
-    resolve_model(model)  # a bad model name fails before the files are read
+    for model in models:
+        resolve_model(model)  # a bad model name fails before the files are read
     lines = read_lines(src)
     ev.parse_metrics(metrics)
     ev.check_tokenize(tokenize)
     ev.check_set(ev.single_set(refs, hyps, baseline), sentences=len(lines))
-    name = _system_name(model, [*hyps, *([baseline] if baseline else [])])
+    names: list[str] = []
+    for model in models:
+        names.append(_system_name(model, [*hyps, *([baseline] if baseline else []), *names]))
     tune_cpu()
-    translator = load(model)
-    results = translator.stream(lines, beam=search.beam, max_output_len=search.max_output_len,
-                                attention=False, split_sentences=search.split)
-    if search.copy_numbers:
-        from seqattn.align.numbers import copy_numbers
+    texts: dict[str, list[str]] = {}
+    for model, name in zip(models, names):
+        translator = load(model)
+        results = translator.stream(lines, beam=search.beam,
+                                    max_output_len=search.max_output_len, attention=False,
+                                    split_sentences=search.split)
+        if search.copy_numbers:
+            from seqattn.align.numbers import copy_numbers
 
-        out = []
-        for tr in results:
-            copy_numbers(translator, tr)
-            out.append(tr.text)
-    else:
-        out = [tr.text for tr in results]
+            out = []
+            for tr in results:
+                copy_numbers(translator, tr)
+                out.append(tr.text)
+        else:
+            out = [tr.text for tr in results]
+        texts[name] = out
+        del translator
     if save_hyp is not None:
         with atomic_open(Path(save_hyp)) as f:
-            f.writelines(line + "\n" for line in out)
-    _evaluate_translations([*hyps, name], refs, None, metrics, lowercase, tokenize, sentence,
-                           fmt, paired, texts={name: out}, paths={name: save_hyp})
+            f.writelines(line + "\n" for line in texts[names[0]])
+    _evaluate_translations([*hyps, *names], refs, None, metrics, lowercase, tokenize, sentence,
+                           fmt, paired, texts=texts, paths={names[0]: save_hyp},
+                           lengths=lengths)
 
 
 def _system_name(model: str, taken: list[str]) -> str:
@@ -268,6 +344,7 @@ def _evaluate_translations(
     lowercase: bool, tokenize: str | None, sentence: bool, fmt: str,
     paired: tuple[str | None, str, int, int, int],  # baseline, test, bs_n, ar_n, seed
     texts: dict[str, list[str]] | None = None, paths: dict[str, str | None] | None = None,
+    lengths: ByLengthRun | None = None,
 ) -> None:
     from seqattn import evaluate as ev
     from seqattn.errors import UsageError
@@ -285,6 +362,9 @@ def _evaluate_translations(
 
     options = ev.ScoringOptions(ev.parse_metrics(metrics), lowercase, tokenize,
                                 language_of(test_sets[0].refs[0]))
+    if lengths is not None:
+        _by_length(test_sets[0], options, lengths, fmt)
+        return
     if sentence:
         if baseline is not None:
             raise UsageError("--sentence gives per-sentence scores; it does not take --baseline")
@@ -422,6 +502,61 @@ def _notes(result: Evaluation) -> list[str]:
             "* p < 0.05 (significantly different from the baseline)."
         )
     return lines
+
+
+# --------------------------------------------------------------------------- by length
+
+
+def _by_length(test_set: Any, options: Any, run: ByLengthRun, fmt: str) -> None:
+    """``--by-length``: the table (or JSON/TSV), the bar chart, and the PNG if asked."""
+    from pathlib import Path
+
+    from rich.table import Table
+    from rich.text import Text
+
+    from seqattn.bylength import by_length, chart, write_png
+
+    result = by_length(run.source, test_set, options, run.width, run.min_sentences)
+    first = result.metrics[0]
+    if run.png is not None:
+        Path(run.png).parent.mkdir(parents=True, exist_ok=True)
+        write_png(result, Path(run.png), first)
+    if fmt == "json":
+        emit(json.dumps({"by_length": result.as_dict(), "repro": _repro()},
+                        ensure_ascii=False, allow_nan=False, indent=2))
+        return
+    if fmt == "tsv":
+        emit("\t".join(["lo", "hi", "sentences", "mean_words", "system", "metric", "score"]))
+        for b in result.buckets:
+            for system in result.systems:
+                for m, r in b.scores[system].items():
+                    emit("\t".join([str(b.bucket.lo), str(b.bucket.hi),
+                                    str(len(b.bucket.lines)), f"{b.mean_words:.2f}",
+                                    _tsv_field(system), m, repr(r.score)]))
+        return
+    table = Table(title=f"By source length: {result.source}", title_justify="left")
+    table.add_column("Words")
+    table.add_column("Sentences", justify="right")
+    several = len(result.systems) > 1
+    for system in result.systems:
+        for m in result.metrics:
+            name = result.buckets[0].scores[system][m].name
+            table.add_column(Text(f"{system}\n{name}" if several else name), justify="right")
+    for b in result.buckets:
+        table.add_row(b.bucket.label, str(len(b.bucket.lines)),
+                      *(f"{b.scores[s][m].score:.2f}" for s in result.systems
+                        for m in result.metrics))
+    console = out_console()
+    console.print(table, soft_wrap=False)
+    console.print(Text("\n".join(["", *chart(result, first)])), soft_wrap=True)
+    notes = [f"Buckets of {result.width} words, merged until each holds {result.min_sentences} "
+             "sentences; each score is sacreBLEU's corpus score of its bucket's lines."]
+    if result.skipped:
+        notes.append(f"{result.skipped} empty source line(s) are in no bucket.")
+    notes += [f"{m}: {result.signatures[m]}" for m in result.metrics]
+    if run.png is not None:
+        notes.append(f"chart written to {run.png}")
+    console.print(Text("\n".join(["", *notes])), soft_wrap=True)
 
 
 # --------------------------------------------------------------------------- alignments
