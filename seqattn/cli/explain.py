@@ -22,12 +22,19 @@ EXAMPLES = """
 
   seqattn explain --file step.yaml --format json | jq .weights
 
+  seqattn explain --num-heads 2 --query 1,0,1,0 -k 1,0,0,0 -k 0,1,0,0 -k 0,0,1,1 --seed 1
+
+  seqattn explain --self --causal -k 1,0 -k 0,1 -k 1,1     [dim]# a decoder's masked self-attention[/dim]
+
+  seqattn explain --positions --dim 8 --length 10           [dim]# sinusoidal positions[/dim]
+
 [bold]File format[/bold] (JSON or YAML): query: [0.7, 0.3]; keys: [[1, 0], [0, 1]]; optional
 values, score, seed, attn_dim and params (general: W (Dq×Dk); concat: W (A×(Dq+Dk)), v (A);
 additive: W (A×Dq), U (A×Dk), v (A)). Flags override the file.
 """
 
 BAR_WIDTH = 24
+BEYOND = "Beyond one step"  # help panel
 
 
 class Score(str, Enum):
@@ -74,16 +81,54 @@ def explain(
         int | None, typer.Option("--attn-dim", min=1, help="Hidden size A of concat/additive "
                                  "\\[default: key size].", show_default=False)
     ] = None,
+    num_heads: Annotated[
+        int | None, typer.Option("--num-heads", min=1, rich_help_panel=BEYOND,
+                                 help="Split the query, keys and values into N heads through "
+                                 "projection matrices (from --seed or --file), as a "
+                                 "Transformer does.", show_default=False)
+    ] = None,
+    self_: Annotated[
+        bool, typer.Option("--self", rich_help_panel=BEYOND,
+                           help="Self-attention: the -k vectors are a sequence attending to "
+                           "itself (queries, keys and values alike).")
+    ] = False,
+    causal: Annotated[
+        bool, typer.Option("--causal", rich_help_panel=BEYOND,
+                           help="With --self: the decoder's mask, each position sees only "
+                           "itself and the positions before it.")
+    ] = False,
+    positions: Annotated[
+        bool, typer.Option("--positions", rich_help_panel=BEYOND,
+                           help="The sinusoidal position table and what adding it to "
+                           "embeddings does to dot-product scores.")
+    ] = False,
+    dim: Annotated[
+        int | None, typer.Option("--dim", min=1, rich_help_panel=BEYOND, show_default=False,
+                                 help="With --positions: entries per position \\[default: 8].")
+    ] = None,
+    length: Annotated[
+        int | None, typer.Option("--length", min=1, rich_help_panel=BEYOND, show_default=False,
+                                 help="With --positions: number of positions \\[default: 10].")
+    ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
     digits: Annotated[int, typer.Option("--digits", min=0, max=12, help="Decimals shown.")] = 4,
 ) -> None:
     """Show one attention step: each key's score, its softmax weight and the context vector.
 
     With no arguments it walks through a worked example: one decoder query scored against three
-    encoder states.
+    encoder states. --num-heads, --self (with --causal) and --positions show the steps that
+    lead to the Transformer.
     """
     from seqattn import explain as lib
 
+    if positions or dim is not None or length is not None:
+        _positions(query, keys, values, score, file, attn_dim, num_heads, self_, causal,
+                   positions, dim, length, seed, fmt, digits)
+        return
+    if num_heads is not None or self_ or causal:
+        _heads(lib, query, keys, values, score, file, seed, attn_dim, num_heads, self_, causal,
+               fmt, digits)
+        return
     problem = _gather(lib, query, keys, values, score, file, seed, attn_dim)
     walkthrough = problem.pop("walkthrough")
     step = lib.explain_step(**problem)
@@ -197,3 +242,159 @@ def _matrix(matrix: Any, digits: int) -> str:
     if matrix and isinstance(matrix[0], list):
         return "[" + ", ".join(_vec(row, digits) for row in matrix) + "]"
     return _vec(matrix, digits)
+
+
+# --------------------------------------------------------------------------- beyond one step
+
+
+def _positions(query: Any, keys: Any, values: Any, score: Any, file: Any, attn_dim: Any,
+               num_heads: Any, self_: bool, causal: bool, positions: bool, dim: int | None,
+               length: int | None, seed: int | None, fmt: Format, digits: int) -> None:
+    import json
+    from dataclasses import asdict
+
+    from seqattn.errors import UsageError
+    from seqattn.explain_views import describe_positions, explain_positions
+
+    if not positions:
+        raise UsageError("--dim and --length belong to --positions")
+    clash = next((flag for flag, given in (
+        ("--query", query), ("--key", keys), ("--value", values), ("--score", score),
+        ("--file", file), ("--attn-dim", attn_dim), ("--num-heads", num_heads),
+        ("--self", self_), ("--causal", causal)) if given), None)
+    if clash:
+        raise UsageError(f"--positions shows the position table on its own; it does not take "
+                         f"{clash}")
+    view = explain_positions(8 if dim is None else dim, 10 if length is None else length,
+                             0 if seed is None else seed)
+    if fmt is Format.json:
+        emit(json.dumps(asdict(view), ensure_ascii=False, allow_nan=False))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = out_console()
+    console.print(f"[bold]sinusoidal positions[/bold] (Vaswani et al. 2017, §3.5): "
+                  f"{escape(view.formula)}")
+    console.print("  ωᵢ = 1 / 10000^(2i/D): " + _vec(view.frequencies, digits))
+    table = Table(show_edge=False, header_style="bold", title=f"PE ({view.length} × {view.dim})",
+                  title_justify="left")
+    table.add_column("pos", justify="right")
+    for d in range(view.dim):
+        table.add_column(f"{'sin' if d % 2 == 0 else 'cos'} {d // 2}", justify="right")
+    for pos, row in enumerate(view.table):
+        table.add_row(str(pos), *(f"{x:.{digits}f}" for x in row))
+    console.print(table)
+    dots = Table(show_edge=False, header_style="bold", title="PE(p) · PE(q)",
+                 title_justify="left")
+    dots.add_column("p \\ q", justify="right")
+    for q in range(view.length):
+        dots.add_column(str(q), justify="right")
+    for p, row in enumerate(view.dots):
+        dots.add_row(str(p), *(f"{x:.{min(digits, 2)}f}" for x in row))
+    console.print(dots)
+    p = view.query_position
+    same = Table(show_edge=False, header_style="bold", title_justify="left",
+                 title=f"one word e (--seed {view.seed}) at every position; the query at "
+                       f"position {p}; score = x_p · x_j / √{view.dim}")
+    for name in ("j", "score, e alone", "weight", "score, e + PE", "weight", ""):
+        same.add_column(name, justify="right" if name else "left")
+    for j in range(view.length):
+        w = view.weights_with[j]
+        same.add_row(str(j), f"{view.scores_without[j]:.{digits}f}",
+                     f"{view.weights_without[j]:.{digits}f}", f"{view.scores_with[j]:.{digits}f}",
+                     f"{w:.{digits}f}", f"[cyan]{'█' * round(w * BAR_WIDTH)}[/cyan]")
+    console.print(same)
+    console.print(escape(" ".join(describe_positions(view, digits))))
+
+
+def _heads(lib: Any, query: str | None, keys: list[str] | None, values: list[str] | None,
+           score: Score | None, file: Path | None, seed: int | None, attn_dim: int | None,
+           num_heads: int | None, self_: bool, causal: bool, fmt: Format, digits: int) -> None:
+    import json
+    from dataclasses import asdict
+
+    from seqattn.errors import UsageError
+    from seqattn.explain_views import describe_heads, explain_heads
+
+    if causal and not self_:
+        raise UsageError("--causal is the mask of self-attention: give --self with it")
+    if score is not None and score is not Score.scaled_dot:
+        raise UsageError("heads and self-attention use the scaled dot-product score "
+                         "(--score scaled-dot, the default here)")
+    if attn_dim is not None:
+        raise UsageError("--attn-dim belongs to the concat and additive scores")
+    if file is None and not keys:
+        raise UsageError("give the vectors with -k (and --query unless --self), or --file")
+    data: dict[str, Any] = {}
+    if file is not None:
+        data.update(lib.load_problem(file))
+        if data.get("score") not in (None, "scaled-dot", "scaled_dot") or "attn_dim" in data:
+            raise UsageError(f"file '{file}': heads and self-attention take query, keys, "
+                             "values, params (W_Q, W_K, W_V, W_O) and seed")
+    if query is not None:
+        data["query"] = lib.parse_vector(query, "--query")
+    if keys:
+        data["keys"] = [lib.parse_vector(k, f"--key #{i}") for i, k in enumerate(keys)]
+    if values:
+        data["values"] = [lib.parse_vector(v, f"--value #{i}") for i, v in enumerate(values)]
+    if seed is not None:
+        data["seed"] = seed
+    if self_ and "query" in data:
+        raise UsageError("--self takes no query: every position of the -k sequence is one")
+    if not self_ and "query" not in data:
+        raise UsageError("no query given; pass --query (or --self for self-attention)")
+    if "keys" not in data:
+        raise UsageError("no keys given; pass -k (or --file)")
+    run_seed = data.get("seed", 0)
+    if not isinstance(run_seed, int) or isinstance(run_seed, bool):
+        raise UsageError(f"seed must be an integer, got {run_seed!r}")
+    step = explain_heads(None if self_ else [lib.check_vector(data["query"], "the query")],
+                         data["keys"], data.get("values"), num_heads, causal,
+                         data.get("params"), run_seed)
+    if fmt is Format.json:
+        emit(json.dumps(asdict(step), ensure_ascii=False, allow_nan=False))
+        return
+    _render_heads(step, digits)
+    from rich.markup import escape
+
+    out_console().print(escape(" ".join(describe_heads(step, digits))))
+
+
+def _render_heads(step: Any, digits: int) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = out_console()
+    what = ("masked (causal) self-attention" if step.causal else "self-attention"
+            if step.self_attention else "attention")
+    heads = f"{step.num_heads} heads" if step.projected else "no projections"
+    console.print(f"[bold]{what}, {heads}[/bold]: "
+                  + escape("head_i = softmax((x W_Q)_i (x W_K)_iᵀ / √d) (x W_V)_i, "
+                           "output = [head_1; …; head_h] W_O" if step.projected else
+                           "softmax(Q Kᵀ / √d) V with Q, K, V the vectors themselves"))
+    for name, matrix in step.params.items():
+        console.print(f"  {name} = {_matrix(matrix, digits)}")
+    if step.seed is not None:
+        console.print(f"  [dim](matrices drawn with --seed {step.seed})[/dim]")
+    T, S = len(step.queries), len(step.keys)
+    for i, head in enumerate(step.heads):
+        title = f"head {i}" if step.projected else "weights"
+        if step.projected:
+            title += f": q = {_matrix(head.q, digits)}, k = {_matrix(head.k, digits)}, " \
+                     f"v = {_matrix(head.v, digits)}"
+        table = Table(show_edge=False, header_style="bold", title=escape(title),
+                      title_justify="left")
+        table.add_column("query", justify="right")
+        for s in range(S):
+            table.add_column(f"key {s}", justify="right")
+        table.add_column("output")
+        for t in range(T):
+            cells = [("−∞ → 0" if sc is None else f"{sc:.{digits}f} → {w:.{digits}f}")
+                     for sc, w in zip(head.scores[t], head.weights[t])]
+            table.add_row(str(t), *cells, _vec(head.output[t], digits))
+        console.print(table)
+    console.print("  [dim](each cell: score → weight)[/dim]")
+    if step.projected:
+        console.print(f"concat = {_matrix(step.concat, digits)}")
+        console.print(f"output = concat · W_O = {_matrix(step.output, digits)}")
