@@ -54,13 +54,13 @@ def _free_port() -> int:
 
 
 @contextmanager
-def _serve(env: dict[str, str] | None = None) -> Iterator[str]:
-    """A ``seqattn serve -m en-de`` process for the duration; its base URL."""
+def _serve(env: dict[str, str] | None = None, model: str = "en-de") -> Iterator[str]:
+    """A ``seqattn serve -m MODEL`` process for the duration; its base URL."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     with tempfile.TemporaryFile() as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "seqattn", "serve", "-m", "en-de", "--port", str(port)],
+            [sys.executable, "-m", "seqattn", "serve", "-m", model, "--port", str(port)],
             stdout=log, stderr=log, env={**os.environ, **(env or {})})
         try:
             _wait_healthy(proc, url, log)
@@ -299,3 +299,19 @@ def test_a_server_with_a_key_asks_for_it(driver: Any) -> None:
         _translate(driver, "A dog runs.")
         assert _find(driver, "#translation").text
         assert driver.execute_script("return sessionStorage.getItem('seqattn.apiKey')") == KEY
+
+
+def test_a_model_without_attention_translates_and_says_so(driver: Any, tiny_noattn: Path) -> None:
+    """model.attention none: the page asks for the translation only, says why there is
+    nothing to align, draws no matrix, and logs no error."""
+    _console_errors(driver)   # read (and so clear) what earlier tests logged
+    with _serve(model=str(tiny_noattn)) as url:
+        _open(driver, url)
+        assert "no attention to show" in _find(driver, "#view-info").text
+        assert _find_all(driver, "#view option") == []
+        body = _translate(driver, "A dog runs.")
+        assert "align" not in body
+        assert _find(driver, "#translation").text == _post(url, body)["translations"][0][
+            "translation"]
+        assert _find_all(driver, "#heatmap tr") == [] and _find_all(driver, ".src-word") == []
+        assert _console_errors(driver) == []

@@ -93,6 +93,14 @@ function reverseModel() {
 
 function fillViewControls() {
   const m = currentModel();
+  if (!m.view) {   // a model without attention (model.attention: none): translations only
+    for (const id of ["#view", "#layer", "#heads"]) $(id).replaceChildren();
+    $("#view-info").textContent = "no attention to show: this model's decoder reads only " +
+                                  "the encoder's final state (model.attention: none)";
+    $("#swap").hidden = !reverseModel();
+    showViewControls();
+    return;
+  }
   const views = [["model", m.guided ? "model's view (guided)" : "model's view"]];
   if (m.view.blend) views.push(["noblend", "model's view, blend off"]);
   views.push(["plain", "plain layer/head"], ["shift", "shift-att"]);
@@ -153,8 +161,9 @@ async function translate() {
     setStatus("The models are still loading.", "error");
     return;
   }
-  const body = {text, model: $("#model").value, align: true, attention: true, check: true,
-                ...viewOptions()};
+  const body = currentModel().view ? {text, model: $("#model").value, align: true,
+                                      attention: true, check: true, ...viewOptions()}
+                                    : {text, model: $("#model").value};  // nothing to align
   const serial = ++state.serial;
   setStatus("Translating…", "busy");
   await guarded(async () => {
@@ -193,8 +202,8 @@ function render(record, body) {
   const score = record.score == null ? "no translation" : `score ${record.score.toFixed(3)}`;
   $("#score").textContent = `${score} · alignment ${record.alignment || "none"}` +
                             (record.truncated ? " · truncated at the length cap" : "");
-  renderWords($("#source"), record.source_words, "src");
-  renderWords($("#target"), record.target_words, "tgt");
+  renderWords($("#source"), record.source_words || [], "src");
+  renderWords($("#target"), record.target_words || [], "tgt");
   if (record.eos_attention) {
     const eos = document.createElement("span");
     eos.className = "eos-token";
@@ -293,6 +302,10 @@ function shadeCell(weight, title) {
 
 function renderHeatmap(record) {
   const table = $("#heatmap");
+  if (!record.links) {   // a translation without attention: no matrix to draw
+    table.replaceChildren();
+    return;
+  }
   const attention = record.attention || [];
   const linked = new Set(record.links.map(([i, j]) => `${i},${j}`));
   const header = document.createElement("tr");
