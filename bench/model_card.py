@@ -104,7 +104,10 @@ def main() -> None:
     m, tr = cfg["model"], cfg["training"]
     arch = (f"Transformer {m['enc_layers']}+{m['dec_layers']} layers, d {m['hidden_size']}, "
             f"{m['heads']} heads, ff {m['ff_size']}" if m["arch"] == "transformer" else
-            f"RNN ({m['attention']} attention, {m['cell'].upper()}, hidden {m['hidden_size']})")
+            f"RNN without attention ({m['cell'].upper()}, hidden {m['hidden_size']}; the "
+            "encoder's final state is the context of every step)" if m["attention"] == "none"
+            else f"RNN ({m['attention']} attention, {m['cell'].upper()}, hidden "
+                 f"{m['hidden_size']})")
     averaged = meta.get("averaged_steps")
     weights = (f"the weights are the mean of the checkpoints of steps "
                f"{', '.join(f'{x:,}' for x in averaged)} (`seqattn export --average "
@@ -139,6 +142,10 @@ def main() -> None:
               f"| sacreBLEU, cased, detokenized | {sacre:.1f} | {_cell(sacre_sig)} |",
               f"| paper: lowercased, Moses-tokenized | {paper:.1f} | {_cell(paper_sig)} |", "",
               f"chrF2 (sacreBLEU): {chrf:.1f}."]
+    if m["arch"] == "rnn" and m["attention"] == "none":
+        lines += ["", "No alignments: the model has no attention to show (`model.attention: "
+                      "none`; `seqattn align` says so). It is the fixed-vector baseline of the "
+                      "README's \"See the bottleneck\"."]
     if "dev_aer" in entry:
         lines += ["", _view_sentence(meta.get("alignment", {}), m["arch"] != "transformer")]
         a = entry["dev_aer"]["alignments"][0]

@@ -12,7 +12,7 @@ Per model (``DIR:SRC-TGT``), with the model's own decoding settings (beam 5):
    then ``seqattn evaluate --lowercase --tokenize none``;
 3. ``seqattn align`` on the 100 en-de gold pairs (the model's default view; a de→en model
    aligns them the other way round, scored with ``--reverse``) and ``seqattn evaluate --align``
-   (AER, precision, recall).
+   (AER, precision, recall); not for a model without attention (``model.attention: none``).
 
 ``--json`` replaces the given models' entries in the file and keeps the others.
 """
@@ -66,6 +66,11 @@ def score(model: str, src: str, tgt: str, work: Path, extra: list[str]) -> dict[
     out: dict[str, object] = {"model": model, "pair": f"{src}-{tgt}",
                               "translate_and_score_s": round(seconds, 1),
                               "sacrebleu": sacre, "paper": paper}
+    import yaml
+
+    cfg = yaml.safe_load((Path(model) / "config.yaml").read_text(encoding="utf-8"))
+    if cfg["model"].get("attention") == "none" and cfg["model"]["arch"] == "rnn":
+        return out   # no attention: nothing to align with
     gold = DATA / "gold" / f"multi30k_test2016_{src}{tgt}_dev"
     if gold.is_dir():
         links = work / f"{name}.dev.align"
