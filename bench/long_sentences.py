@@ -52,6 +52,9 @@ def main() -> None:
     ref = args.ref.read_text(encoding="utf-8").splitlines()
     if len(src) != len(ref):
         raise SystemExit(f"error: {args.src} has {len(src)} lines, {args.ref} {len(ref)}")
+    if args.src.suffix == args.ref.suffix:
+        raise SystemExit(f"error: the outputs are named long.SUFFIX after the inputs, and "
+                         f"{args.src.name} and {args.ref.name} share {args.src.suffix!r}")
     args.out.mkdir(parents=True, exist_ok=True)
     cut = groups(len(src), args.seed)
     for lines, path in ((src, args.src), (ref, args.ref)):

@@ -27,11 +27,13 @@ from seqattn.evaluate import (
     _result,
     parse_metrics,
 )
-from seqattn.textio import read_lines
+from seqattn.textio import atomic_open, read_lines
 
 #: what a bucket is scored with unless --metric says otherwise (the issue's pair; TER is
 #: not needed to see the curve)
 BY_LENGTH_METRICS = ("bleu", "chrf")
+#: words per bucket, and the least sentences a bucket holds, unless asked otherwise
+BUCKET_WIDTH, MIN_SENTENCES = 10, 50
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,15 @@ class LengthBucket:
         return str(self.lo) if self.lo == self.hi else f"{self.lo}–{self.hi}"
 
 
-def length_buckets(lengths: Sequence[int], width: int = 10,
-                   min_sentences: int = 50) -> list[LengthBucket]:
+def check_buckets(width: int | None, min_sentences: int | None) -> None:
+    """:raises UsageError: a bucket width or least sentences (None: the default) below 1."""
+    for flag, value in (("--bucket-width", width), ("--min-bucket", min_sentences)):
+        if value is not None and value < 1:
+            raise UsageError(f"{flag} must be at least 1, got {value}")
+
+
+def length_buckets(lengths: Sequence[int], width: int = BUCKET_WIDTH,
+                   min_sentences: int = MIN_SENTENCES) -> list[LengthBucket]:
     """Buckets of ``width`` words, merged from the short end until each holds
     ``min_sentences`` lines; a last bucket with fewer joins the previous one. Lines of 0
     words (empty sources) belong to no bucket.
@@ -56,9 +65,7 @@ def length_buckets(lengths: Sequence[int], width: int = 10,
     >>> [(b.label, len(b.lines)) for b in length_buckets([3, 4, 12, 25, 26, 27], 10, 2)]
     [('1–10', 2), ('11–30', 4)]
     """
-    if width < 1 or min_sentences < 1:
-        raise UsageError("the bucket width and the least sentences a bucket holds must be "
-                         "at least 1")
+    check_buckets(width, min_sentences)
     bins: dict[int, list[int]] = {}
     for i, n in enumerate(lengths):
         if n > 0:
@@ -116,24 +123,36 @@ class ByLength:
         }
 
 
+def source_lengths(source: str | Path, lines: int) -> list[int]:
+    """Words of each line of ``source``, checked to be ``lines`` lines with some words (call it
+    before translating: a bad file fails at once).
+
+    :raises DataError: unreadable, another number of lines, or no words at all.
+    """
+    src = read_lines(source)
+    if len(src) != lines:
+        raise DataError(f"--by-length source '{source}' has {len(src)} lines but the "
+                        f"references have {lines}; the files must be line-aligned")
+    lengths = [len(line.split()) for line in src]
+    if not any(lengths):
+        raise DataError(f"'{source}' has no words to measure")
+    return lengths
+
+
 def by_length(source: str | Path, test_set: EvalSet, options: ScoringOptions,
-              width: int = 10, min_sentences: int = 50) -> ByLength:
+              width: int | None = None, min_sentences: int | None = None) -> ByLength:
     """Score every system of ``test_set`` on each bucket of ``source``'s lengths (see the
-    module docstring). ``source`` is line-aligned with the references.
+    module docstring; ``None``: :data:`BUCKET_WIDTH`, :data:`MIN_SENTENCES`). ``source`` is
+    line-aligned with the references.
 
     :raises DataError: a file is unreadable or the line counts differ.
     """
+    width = BUCKET_WIDTH if width is None else width
+    min_sentences = MIN_SENTENCES if min_sentences is None else min_sentences
     metrics = parse_metrics(options.metrics)
-    src = read_lines(source)
     refs, hyps = _load(test_set)
-    if len(src) != len(refs[0]):
-        raise DataError(f"--by-length source '{source}' has {len(src)} lines but reference "
-                        f"'{test_set.refs[0]}' has {len(refs[0])}; the files must be "
-                        "line-aligned")
-    lengths = [len(line.split()) for line in src]
+    lengths = source_lengths(source, len(refs[0]))
     buckets = length_buckets(lengths, width, min_sentences)
-    if not buckets:
-        raise DataError(f"'{source}' has no words to measure")
     out, signatures = [], {}
     for bucket in buckets:
         pick = bucket.lines
@@ -172,9 +191,6 @@ def chart(result: ByLength, metric: str, bar_width: int = 40) -> list[str]:
 def write_png(result: ByLength, path: Path, metric: str) -> None:
     """``metric`` against the buckets' mean source length, one line per system (as Bahdanau
     et al. 2015, Fig. 2), written atomically. Needs matplotlib."""
-    import os
-    import tempfile
-
     import matplotlib
 
     matplotlib.use("Agg")
@@ -192,12 +208,8 @@ def write_png(result: ByLength, path: Path, metric: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
     try:
-        fig.savefig(tmp, format="png")
-        os.replace(tmp, path)
+        with atomic_open(path, "wb") as f:
+            fig.savefig(f, format="png")
     finally:
         plt.close(fig)
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -200,11 +200,7 @@ def explain_step(query: list[float], keys: list[list[float]],
         raise UsageError(f"the {name.replace('_', '-')} score needs the query and the keys to have "
                          f"the same size; the query has {dq} entries, the keys {dk}")
     _check_sizes(name, dq, dk, attn_dim)
-    if not isinstance(seed, int) or isinstance(seed, bool):
-        raise UsageError(f"seed must be an integer, got {_show(seed)}")
-    if not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
-        raise UsageError(f"seed {_show(seed)} is out of range; use an integer from "
-                         f"{_SEED_RANGE[0]} to {_SEED_RANGE[1]}")
+    check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = build_score(name, dq, dk, attn_dim).double()
@@ -224,6 +220,15 @@ def explain_step(query: list[float], keys: list[list[float]],
                 scores=scores[0, 0].tolist(), weights=weights[0, 0].tolist(),
                 context=context[0, 0].tolist(), params=used,
                 seed=seed if name in PARAM_NAMES and not params else None)
+
+
+def check_seed(seed: Any) -> None:
+    """:raises UsageError: ``seed`` is not an integer torch can seed with."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise UsageError(f"seed must be an integer, got {_show(seed)}")
+    if not _SEED_RANGE[0] <= seed <= _SEED_RANGE[1]:
+        raise UsageError(f"seed {_show(seed)} is out of range; use an integer from "
+                         f"{_SEED_RANGE[0]} to {_SEED_RANGE[1]}")
 
 
 def _check_sizes(name: str, dq: int, dk: int, attn_dim: Any) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seqattn.errors import UsageError
-from seqattn.explain import MAX_PARAMETERS, check_matrix, top_keys
+from seqattn.explain import MAX_PARAMETERS, check_matrix, check_seed, top_keys
 
 #: the projection matrices of :func:`explain_heads`, in the paper's names
 PROJECTIONS = ("W_Q", "W_K", "W_V", "W_O")
@@ -88,8 +88,8 @@ def explain_heads(queries: list[list[float]] | None, keys: list[list[float]],
         raise UsageError(f"there are {len(keys)} keys but {len(values)} values; give one "
                          "value per key")
     if causal and not self_attention:
-        raise UsageError("the causal mask is for self-attention (--self): a decoder position "
-                         "may not see the positions after it")
+        raise UsageError("--causal is the mask of self-attention: give --self with it (a "
+                         "decoder position may not see the positions after it)")
     projected = num_heads is not None
     heads = 1 if num_heads is None else num_heads
     if not isinstance(heads, int) or isinstance(heads, bool) or heads < 1:
@@ -103,6 +103,7 @@ def explain_heads(queries: list[list[float]] | None, keys: list[list[float]],
     if params and not projected:
         raise UsageError("projection matrices (params) need --num-heads: without it the "
                          "vectors are read as they are")
+    check_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         mha = MultiHeadAttention(D, heads, bias=False).double().eval()
@@ -119,8 +120,12 @@ def explain_heads(queries: list[list[float]] | None, keys: list[list[float]],
         scores = q @ k.transpose(-2, -1) / math.sqrt(d)            # (nh, T, S)
         per_head = weights[0] @ v                                  # (nh, T, d)
     concat = per_head.transpose(0, 1).reshape(T, D)                # (T, D)
-    _finite(out, "the output")
     masked = [[causal and s > t for s in range(S)] for t in range(T)]
+    keep = ~torch.tensor(masked, dtype=torch.bool)                  # (T, S) scores shown
+    for what, t in (("the projected queries, keys and values", torch.cat(
+            [q.flatten(), k.flatten(), v.flatten()])), ("a score qᵀk / √d", scores[:, keep]),
+            ("the weights", weights), ("the output", out)):
+        _finite(t, what)
     heads_out = [Head(q[h].tolist(), k[h].tolist(), v[h].tolist(),
                       [[None if masked[t][s] else float(scores[h, t, s]) for s in range(S)]
                        for t in range(T)],
@@ -224,16 +229,23 @@ class PositionsView:
     seed: int
 
 
+#: --positions without --dim / --length
+DIM, LENGTH = 8, 10
+
 FORMULA = "PE(pos, 2i) = sin(pos / 10000^(2i/D)), PE(pos, 2i+1) = cos(pos / 10000^(2i/D))"
 
 
-def explain_positions(dim: int, length: int, seed: int = 0,
+def explain_positions(dim: int | None = None, length: int | None = None, seed: int = 0,
                       query_position: int | None = None) -> PositionsView:
     """The table, PE·PEᵀ, and one word repeated at every position scored without and with
-    the positions added (the query at ``query_position``, default the middle)."""
+    the positions added (the query at ``query_position``, default the middle); ``None``:
+    :data:`DIM`, :data:`LENGTH`."""
     import torch
 
     from seqattn.attention import sinusoidal_positions
+
+    dim = DIM if dim is None else dim
+    length = LENGTH if length is None else length
 
     for name, value in (("--dim", dim), ("--length", length)):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -241,6 +253,7 @@ def explain_positions(dim: int, length: int, seed: int = 0,
     if dim * length > MAX_TABLE or length * length > MAX_TABLE:
         raise UsageError(f"a table of {length} positions × {dim} entries is more than explain "
                          f"shows ({MAX_TABLE:,} numbers); use a smaller --dim or --length")
+    check_seed(seed)
     p = length // 2 if query_position is None else query_position
     if not 0 <= p < length:
         raise UsageError(f"the query position must be in 0..{length - 1}, got {p}")
@@ -280,12 +293,19 @@ def describe_positions(view: PositionsView, digits: int = 4) -> list[str]:
     elif D % 2:
         lines.append(f"D = {D} is odd: the last entry is a sine without its cosine, so "
                      "PE(p) · PE(q) is not a function of p − q alone.")
-    if N > 1:
-        far = max(range(1, N), key=lambda k: dots[0][k])
-        if all(dots[0][0] > dots[0][k] for k in range(1, N)):
-            lines.append(f"A position is most similar to itself ({dots[0][0]:.{digits}f}); "
-                         f"the closest other is at distance {far} "
-                         f"({dots[0][far]:.{digits}f}).")
+    if N > 1 and all(dots[a][a] > dots[a][b] for a in range(N) for b in range(N) if a != b):
+        lines.append(f"Every position is most similar to itself ({dots[0][0]:.{digits}f}).")
+        if by_offset:   # then the row of position 0 holds every offset's score
+            far = max(range(1, N), key=lambda k: dots[0][k])
+            lines.append(f"The most similar other position is the next one "
+                         f"({dots[0][1]:.{digits}f})." if far == 1 else
+                         f"The most similar other position is {far} away "
+                         f"({dots[0][far]:.{digits}f}), not the next one: the fast sin/cos "
+                         "pairs turn round.")
+    if N == 1:
+        lines.append("With one position there is nothing to tell apart: it gets all the "
+                     "weight.")
+        return lines
     w0, w1 = view.weights_without, view.weights_with
     p = view.query_position
     if len(set(view.scores_without)) == 1:

@@ -137,6 +137,17 @@ def test_model_mode_compares_several_models(tiny_model_bahdanau, tiny_noattn, tm
     doc = json.loads(res.stdout)["by_length"]
     assert doc["systems"] == [str(tiny_model_bahdanau), str(tiny_noattn)]
     assert [b["sentences"] for b in doc["buckets"]] == [3]
+    # each system is scored on its own model's translations (as `translate` gives them)
+    scores = doc["buckets"][0]["scores"]
+    refs = [Path(ref).read_text(encoding="utf-8").splitlines()]
+    for model in (tiny_model_bahdanau, tiny_noattn):
+        out = subprocess.run([sys.executable, "-m", "seqattn", "translate", "-m", str(model),
+                              "-i", src, "--no-split"], capture_output=True, text=True,
+                             timeout=300)
+        hyp = out.stdout.splitlines()
+        assert scores[str(model)]["chrf"] == pytest.approx(
+            sacrebleu.corpus_chrf(hyp, refs).score, abs=1e-9)
+    assert scores[str(tiny_model_bahdanau)]["chrf"] != scores[str(tiny_noattn)]["chrf"]
 
 
 def test_the_long_sentence_builder_uses_every_caption_once_in_groups_of_2_to_5(tmp_path):

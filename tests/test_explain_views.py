@@ -168,7 +168,14 @@ def test_positions_prose_names_the_closest_other_position():
     text = " ".join(describe_positions(view))
     row = view.dots[0]
     far = max(range(1, 10), key=lambda k: row[k])
-    assert f"the closest other is at distance {far} ({row[far]:.4f})" in text
+    assert f"The most similar other position is {far} away ({row[far]:.4f})" in text
+    assert "Every position is most similar to itself" in text
+    # D = 3 is odd: rows far from 0 are not most similar to themselves, and nothing is said
+    odd = explain_positions(3, 60)
+    assert any(odd.dots[a][b] >= odd.dots[a][a] for a in range(60) for b in range(60) if a != b)
+    assert "most similar" not in " ".join(describe_positions(odd))
+    one = " ".join(describe_positions(explain_positions(4, 1)))
+    assert "nothing to tell apart" in one and "cannot tell" not in one
 
 
 def test_json_outputs(capsys):
@@ -210,6 +217,12 @@ def test_heads_from_a_file(tmp_path, capsys):
 @pytest.mark.parametrize("args, message", [
     (["--causal", "--query", "1,0", "-k", "1,0"], "give --self with it"),
     (["--self", "--query", "1,0", "-k", "1,0"], "--self takes no query"),
+    (["--self", "-k", "1,0", "--value", "2,0"], "--self takes no query and no values"),
+    (["--num-heads", "0", "--query", "1,0", "-k", "1,0"], "must be a positive integer"),
+    (["--positions", "--dim", "0"], "--dim must be a positive integer"),
+    (["--self", "-k", "1,0", "--seed", "-1e30"], "seed"),
+    (["--num-heads", "1", "--query", "1e200,0", "-k", "-1e200,0", "-k", "0,0", "-f", "json"],
+     "overflows float64"),
     (["--num-heads", "3", "--query", "1,0", "-k", "1,0"], "cannot split evenly"),
     (["--num-heads", "2", "--query", "1,0", "-k", "1,0", "--score", "additive"],
      "scaled dot-product"),

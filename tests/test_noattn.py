@@ -123,9 +123,12 @@ def _cli(*args: str, stdin: str = "") -> subprocess.CompletedProcess:
 def test_translate_works_and_alignment_commands_say_there_is_no_attention(tiny_noattn,
                                                                         tmp_path):
     m = str(tiny_noattn)
-    plain = _cli("translate", "-m", m, stdin="A dog runs.\n\nThree 42 cats.\n")
+    plain = _cli("translate", "-m", m, stdin="A dog runs.\n\nThree 42 cats.\n7 birds.\n")
     assert plain.returncode == 0, plain.stderr
-    assert len(plain.stdout.splitlines()) == 3 and plain.stdout.splitlines()[1] == ""
+    assert len(plain.stdout.splitlines()) == 4 and plain.stdout.splitlines()[1] == ""
+    assert plain.stderr.splitlines() == [   # said once, not per line with a number
+        "warning: numbers are not copied into the output: this model has no attention to "
+        "place them (--no-copy-numbers says so quietly)"]
     out = _cli("translate", "-m", m, "-f", "jsonl", "--n-best", "2", "-b", "3",
                stdin="A dog runs.\n")
     assert out.returncode == 0, out.stderr

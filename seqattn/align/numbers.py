@@ -50,8 +50,10 @@ def copy_numbers(translator: Translator, tr: Translation, view: View | None = No
     """Write the source's numbers into every hypothesis of ``tr`` (see the module docstring);
     returns how many target words were changed. Each changed hypothesis keeps its pieces and
     scores (the model's), and lists the (source word, target word) pairs in ``hyp.copied``."""
+    from seqattn.models import has_attention
+
     if tr.src is None or not tr.hyps or not has_number(tr.source) or \
-            translator.model.attention_shape() is None:  # no attention: nowhere to copy into
+            not has_attention(translator.model):  # no attention: nowhere to copy into
         return 0
     return sum(_copy_parts(translator, hyp, view) if hyp.parts is not None
                else _copy_into(translator, tr, hyp, _numbers(tr), view) for hyp in tr.hyps)

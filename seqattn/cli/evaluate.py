@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import TYPE_CHECKING, Annotated, Any, NamedTuple
 
 import typer
 
 from seqattn.cli.app import app, out_console
 from seqattn.cli.output import check_output_path, emit, refuse_overwriting_inputs
+
+log = logging.getLogger("seqattn.cli")
 
 if TYPE_CHECKING:
     from seqattn.align.aer import AlignmentScores
@@ -129,11 +132,13 @@ ByLengthOpt = Annotated[str | None, typer.Option(
     help="Scores by source length: SRC is the source file (line-aligned with the references); "
          "its lines are bucketed by words and every system is scored on each bucket (BLEU "
          "and chrF unless --metric says otherwise), with a bar chart.")]
-BucketWidthOpt = Annotated[int, typer.Option(
-    "--bucket-width", min=1, rich_help_panel=L, help="Words per length bucket.")]
-MinBucketOpt = Annotated[int, typer.Option(
-    "--min-bucket", min=1, rich_help_panel=L,
-    help="The least sentences a bucket holds: neighbours are merged from the short end.")]
+BucketWidthOpt = Annotated[int | None, typer.Option(
+    "--bucket-width", rich_help_panel=L, show_default=False,
+    help="Words per length bucket \\[default: 10].")]
+MinBucketOpt = Annotated[int | None, typer.Option(
+    "--min-bucket", rich_help_panel=L, show_default=False,
+    help="The least sentences a bucket holds: neighbours are merged from the short end "
+         "\\[default: 50].")]
 PngOpt = Annotated[str | None, typer.Option(
     "--png", rich_help_panel=L, show_default=False,
     help="Also draw the first metric by length as a PNG line chart (needs matplotlib).")]
@@ -153,7 +158,7 @@ def evaluate(
     beam: BeamOpt = None, save_hyp: SaveHypOpt = None,
     max_output_len: MaxOutputLenOpt = None, split: SplitOpt = True,
     copy_numbers: CopyNumbersOpt = True, by_length: ByLengthOpt = None,
-    bucket_width: BucketWidthOpt = 10, min_bucket: MinBucketOpt = 50, png: PngOpt = None,
+    bucket_width: BucketWidthOpt = None, min_bucket: MinBucketOpt = None, png: PngOpt = None,
 ) -> None:
     """Score translations with sacreBLEU (BLEU, chrF, TER), or word alignments with AER.
 
@@ -199,11 +204,14 @@ def evaluate(
             raise UsageError(f"--by-length scores one test set by buckets; it does not "
                              f"combine with {clash}")
         metrics = metrics or [",".join(BY_LENGTH_METRICS)]
+        from seqattn.bylength import check_buckets
+
+        check_buckets(bucket_width, min_bucket)
         lengths = ByLengthRun(by_length, bucket_width, min_bucket, png)
-        _check_png(png, [("--by-length", by_length), ("--src", src), *(("-r", r) for r in
-                                                                        refs or []),
-                         *(("HYP", h) for h in hyps or [])])
-    elif png is not None or bucket_width != 10 or min_bucket != 50:
+        _check_png(png, save_hyp, [("--by-length", by_length), ("--src", src),
+                                   *(("-r", r) for r in refs or []),
+                                   *(("HYP", h) for h in hyps or [])])
+    elif png is not None or bucket_width is not None or min_bucket is not None:
         raise UsageError("--png, --bucket-width and --min-bucket belong to --by-length SRC")
     if paper:  # the paper convention beside the others
         from seqattn.evaluate import DEFAULT_METRICS
@@ -233,19 +241,21 @@ class ByLengthRun(NamedTuple):
     """``--by-length SRC`` and its bucket settings."""
 
     source: str
-    width: int
-    min_sentences: int
+    width: int | None
+    min_sentences: int | None
     png: str | None
 
 
-def _check_png(png: str | None, inputs: list[tuple[str, str | None]]) -> None:
-    """Before any work: the chart's path can be written, is no input, and matplotlib is there."""
+def _check_png(png: str | None, save_hyp: str | None,
+               inputs: list[tuple[str, str | None]]) -> None:
+    """Before any work: the chart's path can be written, is no input and not --save-hyp, and
+    matplotlib is there."""
     if png is None:
         return
     from seqattn.align.viz import have_matplotlib
     from seqattn.errors import UsageError
 
-    refuse_overwriting_inputs([("--png", png)], inputs)
+    refuse_overwriting_inputs([("--png", png), ("--save-hyp", save_hyp)], inputs)
     check_output_path(png, "--png")
     if not have_matplotlib():
         raise UsageError("--png needs matplotlib, which is not installed: pip install matplotlib")
@@ -287,16 +297,27 @@ def _evaluate_model(models: list[str], src: str, search: ModelRun,
     ev.parse_metrics(metrics)
     ev.check_tokenize(tokenize)
     ev.check_set(ev.single_set(refs, hyps, baseline), sentences=len(lines))
+    if lengths is not None:   # a bad --by-length file fails before the translating
+        from seqattn.bylength import source_lengths
+
+        source_lengths(lengths.source, len(lines))
     names: list[str] = []
     for model in models:
         names.append(_system_name(model, [*hyps, *([baseline] if baseline else []), *names]))
     tune_cpu()
+    from seqattn.align.numbers import has_number
+    from seqattn.models import has_attention
+
     texts: dict[str, list[str]] = {}
     for model, name in zip(models, names):
         translator = load(model)
         results = translator.stream(lines, beam=search.beam,
                                     max_output_len=search.max_output_len, attention=False,
                                     split_sentences=search.split)
+        if search.copy_numbers and not has_attention(translator.model) and \
+                any(has_number(line) for line in lines):
+            log.warning("%s: numbers are not copied into its output: it has no attention to "
+                        "place them (--no-copy-numbers says so quietly)", name)
         if search.copy_numbers:
             from seqattn.align.numbers import copy_numbers
 
@@ -551,6 +572,12 @@ def _by_length(test_set: Any, options: Any, run: ByLengthRun, fmt: str) -> None:
     console.print(Text("\n".join(["", *chart(result, first)])), soft_wrap=True)
     notes = [f"Buckets of {result.width} words, merged until each holds {result.min_sentences} "
              "sentences; each score is sacreBLEU's corpus score of its bucket's lines."]
+    small = [b.bucket.label for b in result.buckets if len(b.bucket.lines) < result.min_sentences]
+    if small:   # only when all lines together are fewer than --min-bucket
+        notes.append(f"Only {sum(len(b.bucket.lines) for b in result.buckets)} sentences have "
+                     f"words: fewer than {result.min_sentences}, so they form one bucket.")
+    if "ter" in result.metrics:
+        notes.append("TER is an error rate: lower is better (its bars are errors).")
     if result.skipped:
         notes.append(f"{result.skipped} empty source line(s) are in no bucket.")
     notes += [f"{m}: {result.signatures[m]}" for m in result.metrics]

@@ -82,7 +82,7 @@ def explain(
                                  "\\[default: key size].", show_default=False)
     ] = None,
     num_heads: Annotated[
-        int | None, typer.Option("--num-heads", min=1, rich_help_panel=BEYOND,
+        int | None, typer.Option("--num-heads", rich_help_panel=BEYOND,
                                  help="Split the query, keys and values into N heads through "
                                  "projection matrices (from --seed or --file), as a "
                                  "Transformer does.", show_default=False)
@@ -103,11 +103,11 @@ def explain(
                            "embeddings does to dot-product scores.")
     ] = False,
     dim: Annotated[
-        int | None, typer.Option("--dim", min=1, rich_help_panel=BEYOND, show_default=False,
+        int | None, typer.Option("--dim", rich_help_panel=BEYOND, show_default=False,
                                  help="With --positions: entries per position \\[default: 8].")
     ] = None,
     length: Annotated[
-        int | None, typer.Option("--length", min=1, rich_help_panel=BEYOND, show_default=False,
+        int | None, typer.Option("--length", rich_help_panel=BEYOND, show_default=False,
                                  help="With --positions: number of positions \\[default: 10].")
     ] = None,
     fmt: Annotated[Format, typer.Option("--format", "-f", help="table or json.")] = Format.table,
@@ -140,9 +140,14 @@ def explain(
 
 def _gather(lib: Any, query: str | None, keys: list[str] | None, values: list[str] | None,
             score: Score | None, file: Path | None, seed: int | None,
-            attn_dim: int | None) -> dict[str, Any]:
-    """Merge the file (if any) and the flags into explain_step's arguments."""
+            attn_dim: int | None, self_: bool | None = None) -> dict[str, Any]:
+    """Merge the file (if any) and the flags into explain_step's arguments (``self_`` not
+    None: into explain_heads', a query needed unless ``self_``)."""
+    from seqattn.errors import UsageError
+
     given = file is not None or query is not None or keys or values
+    if self_ is not None and not given:
+        raise UsageError("give the vectors with -k (and --query unless --self), or --file")
     data: dict[str, Any] = dict(lib.WORKED_EXAMPLE) if not given else {}
     if file is not None:
         data.update(lib.load_problem(file))
@@ -158,14 +163,22 @@ def _gather(lib: Any, query: str | None, keys: list[str] | None, values: list[st
         data["seed"] = seed
     if attn_dim is not None:
         data["attn_dim"] = attn_dim
-    from seqattn.errors import UsageError
-
+    if self_ is not None:   # heads and self-attention: scaled dot products, no attn_dim
+        if data.get("score", "scaled-dot") not in ("scaled-dot", "scaled_dot") or \
+                "attn_dim" in data:
+            raise UsageError("heads and self-attention use the scaled dot-product score "
+                             "(--score scaled-dot, the default here) and take no --attn-dim")
+        if self_ and ("query" in data or "values" in data):
+            raise UsageError("--self takes no query and no values: each vector of the "
+                             "sequence (-k or the file's keys) is a query, key and value")
+        data.pop("score", None)
     for needed, flag in (("query", "--query"), ("keys", "--key")):
-        if needed not in data:
-            raise UsageError(f"no {needed} given; pass {flag} (or --file), "
-                             "or no arguments at all for the worked example")
-    if not isinstance(data.get("seed", 0), int) or isinstance(data.get("seed"), bool):
-        raise UsageError(f"seed must be an integer, got {data['seed']!r}")
+        if needed not in data and not (needed == "query" and self_):
+            raise UsageError(f"no {needed} given; pass {flag} (or --file)" +
+                             (", or --self for self-attention" if self_ is not None else
+                              ", or no arguments at all for the worked example"))
+    if self_ is not None:
+        return data
     data.setdefault("score", "dot")
     data["walkthrough"] = not given
     return data
@@ -265,8 +278,7 @@ def _positions(query: Any, keys: Any, values: Any, score: Any, file: Any, attn_d
     if clash:
         raise UsageError(f"--positions shows the position table on its own; it does not take "
                          f"{clash}")
-    view = explain_positions(8 if dim is None else dim, 10 if length is None else length,
-                             0 if seed is None else seed)
+    view = explain_positions(dim, length, 0 if seed is None else seed)
     if fmt is Format.json:
         emit(json.dumps(asdict(view), ensure_ascii=False, allow_nan=False))
         return
@@ -314,44 +326,12 @@ def _heads(lib: Any, query: str | None, keys: list[str] | None, values: list[str
     import json
     from dataclasses import asdict
 
-    from seqattn.errors import UsageError
     from seqattn.explain_views import describe_heads, explain_heads
 
-    if causal and not self_:
-        raise UsageError("--causal is the mask of self-attention: give --self with it")
-    if score is not None and score is not Score.scaled_dot:
-        raise UsageError("heads and self-attention use the scaled dot-product score "
-                         "(--score scaled-dot, the default here)")
-    if attn_dim is not None:
-        raise UsageError("--attn-dim belongs to the concat and additive scores")
-    if file is None and not keys:
-        raise UsageError("give the vectors with -k (and --query unless --self), or --file")
-    data: dict[str, Any] = {}
-    if file is not None:
-        data.update(lib.load_problem(file))
-        if data.get("score") not in (None, "scaled-dot", "scaled_dot") or "attn_dim" in data:
-            raise UsageError(f"file '{file}': heads and self-attention take query, keys, "
-                             "values, params (W_Q, W_K, W_V, W_O) and seed")
-    if query is not None:
-        data["query"] = lib.parse_vector(query, "--query")
-    if keys:
-        data["keys"] = [lib.parse_vector(k, f"--key #{i}") for i, k in enumerate(keys)]
-    if values:
-        data["values"] = [lib.parse_vector(v, f"--value #{i}") for i, v in enumerate(values)]
-    if seed is not None:
-        data["seed"] = seed
-    if self_ and "query" in data:
-        raise UsageError("--self takes no query: every position of the -k sequence is one")
-    if not self_ and "query" not in data:
-        raise UsageError("no query given; pass --query (or --self for self-attention)")
-    if "keys" not in data:
-        raise UsageError("no keys given; pass -k (or --file)")
-    run_seed = data.get("seed", 0)
-    if not isinstance(run_seed, int) or isinstance(run_seed, bool):
-        raise UsageError(f"seed must be an integer, got {run_seed!r}")
+    data = _gather(lib, query, keys, values, score, file, seed, attn_dim, self_)
     step = explain_heads(None if self_ else [lib.check_vector(data["query"], "the query")],
                          data["keys"], data.get("values"), num_heads, causal,
-                         data.get("params"), run_seed)
+                         data.get("params"), data.get("seed", 0))
     if fmt is Format.json:
         emit(json.dumps(asdict(step), ensure_ascii=False, allow_nan=False))
         return

@@ -192,6 +192,7 @@ def translate(
                              batch_tokens=batch_tokens, attention=need_attention,
                              chunk=1 if interactive else max(1, min(256, batch_tokens // 16)),
                              split_sentences=split, fold_caps=caps)
+    warn_numbers = copy_numbers and not engines.attends()   # said once, at the first number
     repro = None
     if fmt is Format.jsonl:  # what reproduces each record, in each record (never a header)
         from seqattn.records import run_record
@@ -199,6 +200,8 @@ def translate(
         repro = run_record(decoder, decoder.search(beam, n_best, alpha, None, None, min_len,
                                                    max_len, max_output_len, length_norm))
     for tr in results:  # flushed line by line: a long file shows results as it goes
+        if warn_numbers and _no_copy_warning(tr):
+            warn_numbers = False
         if fmt is not Format.jsonl and not (align or check) and not engines.needs_native(
                 tr, copy_numbers):  # plain text: no torch for the CTranslate2 engine
             emit(_record(decoder, tr, fmt, attention, view, None, {}), flush=True)
@@ -249,7 +252,9 @@ class _Engines:
     def attends(self) -> bool:
         """Whether the model has attention to show (a CTranslate2 export always has: only
         Transformers are exported)."""
-        return self.which != "native" or self.native().model.attention_shape() is not None
+        from seqattn.models import has_attention
+
+        return self.which != "native" or has_attention(self.native().model)
 
     def needs_native(self, tr: Any, copy_numbers: bool) -> bool:
         """Whether writing ``tr`` as plain text needs the native model: only to copy a
@@ -277,6 +282,18 @@ class _Engines:
 
         blend_view = STORED if blend is None else Blend.parse(blend)
         return resolve_view(self.native(), layer, heads, shift_att, blend=blend_view)
+
+
+def _no_copy_warning(tr: Any) -> bool:
+    """For a model without attention: say (once, at a line with a number) that numbers are
+    not copied; True once said."""
+    from seqattn.align.numbers import has_number
+
+    if not has_number(tr.source):
+        return False
+    log.warning("numbers are not copied into the output: this model has no attention to "
+                "place them (--no-copy-numbers says so quietly)")
+    return True
 
 
 def _read(source: str) -> Iterator[str]:

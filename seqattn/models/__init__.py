@@ -120,6 +120,12 @@ def attention_shape_of(cfg: ModelConfig) -> tuple[int, int] | None:
     return None if cfg.attention == "none" else (1, 1)
 
 
+def has_attention(model: nn.Module) -> bool:
+    """Whether ``model`` (a :class:`Seq2Seq`) has cross-attention to show: False only for an
+    RNN built with ``model.attention: none``."""
+    return model.attention_shape() is not None  # type: ignore[operator]
+
+
 def build_model(cfg: ModelConfig, src_vocab: int, tgt_vocab: int,
                 pad_id: int = PAD_ID) -> nn.Module:
     """Build the model ``cfg.arch`` names; it implements :class:`Seq2Seq`."""
@@ -146,4 +152,5 @@ __all__ = [
     "TransformerSeq2Seq",
     "TransformerState",
     "build_model",
+    "has_attention",
 ]

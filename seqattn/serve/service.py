@@ -144,10 +144,11 @@ class Service:
     def describe(self) -> list[dict[str, Any]]:
         """What ``GET /v1/models`` lists: each model's languages, shape and alignment views."""
         from seqattn.align.settings import AlignmentSettings, model_shape, resolve_view
+        from seqattn.models import has_attention
 
         out = []
         for name, tr in self.models.items():
-            attends = tr.model.attention_shape() is not None  # else translation only
+            attends = has_attention(tr.model)  # else translation only
             view = resolve_view(tr) if attends else None
             layers, heads = model_shape(tr) if attends else (0, 0)
             stored = AlignmentSettings.of(tr)

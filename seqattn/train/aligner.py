@@ -36,6 +36,7 @@ from seqattn.data import (
     read_pharaoh,
 )
 from seqattn.errors import ConfigError, DataError
+from seqattn.models import has_attention
 from seqattn.models.aligner import AlignerConfig, FullContextAligner
 from seqattn.train.loss import alignment_loss
 from seqattn.vocab import PAD
@@ -143,7 +144,7 @@ def train_aligner(loaded: LoadedModel, src: str | Path, tgt: str | Path, links: 
 
     opt = options or AlignerTraining()
     model = loaded.model
-    if model.attention_shape() is None:
+    if not has_attention(model):
         from seqattn.align.settings import NO_ATTENTION
 
         raise ConfigError(NO_ATTENTION)
