@@ -91,13 +91,14 @@ def _updates(log: Path) -> int:
     return log.read_text().count('"kind": "train"') if log.exists() else 0
 
 
-def run(corpus: Path, out: Path, nproc: int, resume: bool = False, steps: int = 1) -> None:
+def run(corpus: Path, out: Path, nproc: int, resume: bool = False, steps: int = 1,
+        extra: list[str] | None = None) -> None:
     log = out / "train.jsonl"
     before = _updates(log) if resume else 0
     sets = [f"data.train_src={corpus / 'train.en'}", f"data.train_tgt={corpus / 'train.de'}",
             f"data.valid_src={DATA / 'val.en'}", f"data.valid_tgt={DATA / 'val.de'}",
             f"training.max_steps={before + steps}", "training.log_every=1",
-            "training.valid_every=1000"]
+            "training.valid_every=1000", *(extra or [])]
     train = ["-m", "seqattn", "-q", "train", "--preset", "transformer-small", "--out", str(out),
              *(["--resume"] if resume else []), *[x for s in sets for x in ("--set", s)]]
     launcher = [sys.executable, *train] if nproc == 1 else \
@@ -117,6 +118,7 @@ def run(corpus: Path, out: Path, nproc: int, resume: bool = False, steps: int = 
     rss = re.search(r"Maximum resident set size \(kbytes\): (\d+)", err)
     print(json.dumps({
         "corpus": str(corpus), "processes": nproc, "resume": resume, "updates": steps,
+        "set": extra or [],
         "exit": proc.returncode,
         "seconds": round(time.time() - started, 1),
         "first_update_s": None if first_update is None else round(first_update, 1),
@@ -143,11 +145,13 @@ def main() -> None:
     r.add_argument("--steps", type=int, default=1,
                    help="updates to train (the peaks are over all of them; one batch's shapes "
                         "and the allocator make a single update's peak vary by +-0.15 GiB)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for the run (e.g. training.batch_tokens=1024)")
     args = ap.parse_args()
     if args.what == "make":
         make(args.out, args.repeat)
     else:
-        run(args.corpus, args.out, args.nproc, args.resume, args.steps)
+        run(args.corpus, args.out, args.nproc, args.resume, args.steps, args.set)
 
 
 if __name__ == "__main__":

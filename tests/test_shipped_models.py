@@ -12,7 +12,8 @@ import pytest
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SHIPPED = {"en-de": "Two dogs are playing in the snow.",
            "de-en": "Zwei Hunde spielen im Schnee.",
-           "en-de-rnn": "Two dogs are playing in the snow."}
+           "en-de-rnn": "Two dogs are playing in the snow.",
+           "en-de-rnn-noattn": "Two dogs are playing in the snow."}
 
 
 def _shipped(name: str) -> Path:
@@ -46,7 +47,9 @@ def test_shipped_model_through_the_cli(name):
 
 
 def test_shipped_models_fit_the_size_budget():
-    """Three models of about 17 MB and three aligners of 1.6-1.7 MB: 51.2 MiB. The wheel carries
-    them all (tests/test_wheel.py), so the budget stays far below PyPI's 100 MB per file."""
+    """Four models of about 16-17 MB (the fourth, en-de-rnn-noattn, the no-attention baseline
+    of the README's "See the bottleneck") and three aligners of 1.6-1.7 MB: 67.6 MiB. The wheel
+    carries them all (tests/test_wheel.py), so the budget stays well below PyPI's 100 MB per
+    file."""
     total = sum(p.stat().st_size for p in MODELS.glob("*/*") if p.is_file())
-    assert total <= 52 * 2**20, f"models/ holds {total / 2**20:.1f} MiB, over the 52 MiB budget"
+    assert total <= 69 * 2**20, f"models/ holds {total / 2**20:.1f} MiB, over the 69 MiB budget"

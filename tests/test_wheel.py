@@ -26,7 +26,7 @@ pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "seqattn", "models")
-SHIPPED = ("en-de", "de-en", "en-de-rnn")
+SHIPPED = ("en-de", "de-en", "en-de-rnn", "en-de-rnn-noattn")
 BIN = "Scripts" if os.name == "nt" else "bin"
 
 if not (ROOT / "models" / "en-de" / "seqattn.json").is_file():
