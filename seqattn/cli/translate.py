@@ -252,9 +252,11 @@ class _Engines:
     def attends(self) -> bool:
         """Whether the model has attention to show (a CTranslate2 export always has: only
         Transformers are exported)."""
+        if self.which != "native":   # no torch import for CTranslate2's plain text
+            return True
         from seqattn.models import has_attention
 
-        return self.which != "native" or has_attention(self.native().model)
+        return has_attention(self.native().model)
 
     def needs_native(self, tr: Any, copy_numbers: bool) -> bool:
         """Whether writing ``tr`` as plain text needs the native model: only to copy a
