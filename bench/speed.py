@@ -72,7 +72,8 @@ def train(work: Path, model: str, steps: int, warmup: int, precision: str = "fp3
         (valid / f"dev.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
     sets = [f"data.train_src={M30K / 'train.en'}", f"data.train_tgt={M30K / 'train.de'}",
             f"data.valid_src={valid / 'dev.en'}", f"data.valid_tgt={valid / 'dev.de'}",
-            "data.vocab_size=8000", "training.batch_tokens=4096", f"training.max_steps={steps}",
+            "data.vocab_size=8000", "training.batch_tokens=4096", "training.accumulate=1",
+            f"training.max_steps={steps}",
             "training.log_every=10", f"training.valid_every={steps}", "training.seed=42",
             "decoding.max_len_b=5", "decoding.max_len_a=1.0", f"training.precision={precision}"]
     cmd = seqattn() + ["-q", "train", *MODELS[model], "--out", str(run)]
@@ -151,6 +152,9 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results.json")
     parser.add_argument("--precision", default="fp32,bf16",
                         help="training and decoding precisions to measure, comma-separated")
+    parser.add_argument("--decode-precision", default=None,
+                        help="decoding precisions, when not those of --precision (bf16 decoding "
+                             "without bf16 training: a CPU without bfloat16 instructions)")
     parser.add_argument("--decode-only", action="store_true",
                         help="reuse the trained checkpoints in --work; keep the training rows "
                              "of --out")
@@ -168,7 +172,7 @@ def main() -> int:
                 results["train"].append(train(args.work, model, args.steps, args.warmup,
                                               precision))
                 print(json.dumps(results["train"][-1]), flush=True)
-        for precision in args.precision.split(","):
+        for precision in (args.decode_precision or args.precision).split(","):
             for beam in (1, 5):
                 results["decode"].append(decode(args.work, model, beam, precision))
                 print(json.dumps(results["decode"][-1]), flush=True)

@@ -22,6 +22,7 @@ import json
 import re
 import tempfile
 import unicodedata
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,9 +189,8 @@ def segment(sp: object, text: str) -> Segmented:
     spans = [m.span() for m in re.finditer(r"\S+", text)]
     words = [text[a:b] for a, b in spans]
     enc = sp.encode_as_offset_mapping(text)  # type: ignore[attr-defined]  # any processor
-    word_of_piece = []
-    for begin, end in enc["offsets"]:
-        word_of_piece.append(_word_at(text, spans, begin, end))
+    starts = [a for a, _ in spans]
+    word_of_piece = [_word_at(text, spans, starts, begin, end) for begin, end in enc["offsets"]]
     return Segmented(words, list(enc["pieces"]), list(enc["ids"]), word_of_piece)
 
 
@@ -200,17 +200,22 @@ def _kept(ch: str) -> bool:
     return not ch.isspace() and unicodedata.category(ch) not in ("Cc", "Cf")
 
 
-def _word_at(text: str, spans: list[tuple[int, int]], begin: int, end: int) -> int:
-    """The word holding the last non-space character of [begin, end), else the next word.
+def _word_at(text: str, spans: list[tuple[int, int]], starts: list[int], begin: int,
+             end: int) -> int:
+    """The word holding the last non-space character of [begin, end), else the next word
+    (``spans`` the words' (start, end) in order, ``starts`` their starts: found by bisection).
 
     The last, not the first: sentencepiece drops some characters (zero-width spaces, controls)
     and counts them into the *next* piece's span, which may then start in an earlier word made
     only of dropped characters; its own characters end the span. Dropped characters never
     decide: a lone ▁ whose span holds only spaces and dropped characters goes to the next word."""
+    last = max(len(spans) - 1, 0)
     pos = next((i for i in range(end - 1, begin - 1, -1) if _kept(text[i])), None)
     if pos is None:  # a lone ▁ (or empty) piece: it belongs to the word that follows
-        return next((w for w, (a, _) in enumerate(spans) if a >= end), max(len(spans) - 1, 0))
-    return next((w for w, (a, b) in enumerate(spans) if a <= pos < b), max(len(spans) - 1, 0))
+        w = bisect_left(starts, end)
+        return w if w < len(spans) else last
+    w = bisect_right(starts, pos) - 1
+    return w if w >= 0 and pos < spans[w][1] else last
 
 
 def group_pieces(pieces: Sequence[str]) -> tuple[list[str], list[int]]:

@@ -873,9 +873,10 @@ def test_a_lone_marker_over_dropped_characters_goes_to_the_next_word():
     # characters sentencepiece drops belongs to "b" (word 3), not to the word "\x02"
     text = "a \x01 \x02 b c"
     spans = [m.span() for m in re.finditer(r"\S+", text)]
-    assert vocab._word_at(text, spans, 1, 6) == 3
-    assert vocab._word_at(text, spans, 1, 7) == 3      # "▁b" with the dropped characters before it
-    assert vocab._word_at(text, spans, 0, 1) == 0
+    starts = [a for a, _ in spans]
+    assert vocab._word_at(text, spans, starts, 1, 6) == 3
+    assert vocab._word_at(text, spans, starts, 1, 7) == 3  # "▁b" with the dropped characters before
+    assert vocab._word_at(text, spans, starts, 0, 1) == 0
 
 
 def test_characters_sentencepiece_drops_never_shift_a_word(tiny_transformer):
