@@ -34,6 +34,7 @@ CONFIG, WEIGHTS, META = "config.yaml", "model.safetensors", "seqattn.json"
 LAST_WEIGHTS, TRAIN_STATE, TRAIN_LOG = "last.safetensors", "train_state.pt", "train.jsonl"
 CHECKPOINTS = "checkpoints"  # step-NNNNNNN.safetensors: weights at each validation (kept N)
 JOINT_SPM, SRC_SPM, TGT_SPM = "spm.model", "src.spm.model", "tgt.spm.model"
+SHORTLIST = "shortlist.safetensors"  # a vocabulary shortlist (seqattn.shortlist)
 ALIGNER = "aligner.safetensors"  # a full-context aligner trained on top (seqattn.models.aligner)
 CT2_DIR = "ctranslate2"  # a CTranslate2 model of the weights (seqattn export --format ctranslate2)
 

@@ -14,6 +14,7 @@ from seqattn.checkpoint import (
     CONFIG,
     CT2_DIR,
     EXPORT_DTYPES,
+    SHORTLIST,
     WEIGHTS,
     average_weights,
     load_model_dir,
@@ -106,6 +107,8 @@ def export_model(run_dir: str | Path, out: str | Path, dtype: str = "fp16",
         for path in {src, tgt}:
             shutil.copyfile(path, tmp / path.name)
         shutil.copyfile(run_dir / CONFIG, tmp / CONFIG)
+        if native and (run_dir / SHORTLIST).is_file():  # the native engine's (--shortlist)
+            shutil.copyfile(run_dir / SHORTLIST, tmp / SHORTLIST)
         engines: dict[str, Any] = {}
         if fmt == "ctranslate2":
             from seqattn.engines.ct2_convert import convert

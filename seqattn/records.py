@@ -158,6 +158,10 @@ def run_record(decoder: LineTranslator, search: Any = None) -> dict[str, Any]:
     record.update(model=Path(decoder.path).resolve().name, model_sha256=_sha256(weights))
     if search is not None:
         record["decoding"] = dataclasses.asdict(search)
+        if getattr(decoder, "shortlist", None) is not None:  # the search's vocabulary
+            from seqattn.checkpoint import SHORTLIST
+
+            record["decoding"]["shortlist_sha256"] = _sha256(Path(decoder.path) / SHORTLIST)
     return record
 
 

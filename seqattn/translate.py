@@ -17,11 +17,12 @@ from seqattn.checkpoint import LoadedModel, load_model_dir
 from seqattn.config import DecodeConfig
 from seqattn.data import pad_sources
 from seqattn.decode import beam_search
-from seqattn.device import pick_device
+from seqattn.device import BF16_SLOW, pick_device, slow_bf16
 from seqattn.errors import UsageError
 from seqattn.lines import Batching, Hyp, LineTranslator, Translation, join_sentences
 from seqattn.sentences import restore_caps
 from seqattn.shipped import DEFAULT_MODEL, is_shipped, models_dir, resolve_model
+from seqattn.shortlist import Shortlist, load_shortlist
 from seqattn.textio import language_of
 from seqattn.vocab import EOS, group_pieces
 
@@ -37,14 +38,18 @@ class Translator(LineTranslator):
     """A loaded model plus everything needed to go from text to text; a hypothesis keeps its
     beam attention (``Hyp.weights``), which :func:`seqattn.align.word_attention` reads."""
 
-    def __init__(self, loaded: LoadedModel, device: str = "cpu", precision: str = "fp32"):
+    def __init__(self, loaded: LoadedModel, device: str = "cpu", precision: str = "fp32",
+                 shortlist: Shortlist | None = None):
         self.loaded = loaded
+        self.shortlist = shortlist  # decode over each batch's candidate pieces only
         self.model, self.cfg = loaded.model, loaded.cfg
         self.src_vocab, self.tgt_vocab = loaded.src_vocab, loaded.tgt_vocab
         self.src_sp = self.src_vocab.sp
         self.path = loaded.path
         self.device = pick_device(device)
         check_precision(precision, self.device)
+        if precision == "bf16" and slow_bf16(self.device):
+            log.warning(BF16_SLOW)
         self.precision = precision
         self.max_source_pieces: int = self.model.max_source_len
         self.trained_pieces: int = self.cfg.data.max_len  # no longer training pair was used
@@ -56,12 +61,14 @@ class Translator(LineTranslator):
         max_len = search.output_limit(src_len)             # (B,) never above max_output_len
         if self.model.max_target_len is not None:
             max_len = max_len.clamp(max=self.model.max_target_len)
+        src = src.to(self.device)
+        vocab = None if self.shortlist is None else self.shortlist.for_sources(src)
         with self.autocast():
-            results = beam_search(self.model, src.to(self.device), src_pad.to(self.device),
+            results = beam_search(self.model, src, src_pad.to(self.device),
                                   search.beam_size, max_len.to(self.device),
                                   n_best=search.n_best, min_len=search.min_len,
                                   alpha=search.length_penalty, keep_weights=attention,
-                                  norm=search.length_norm)
+                                  norm=search.length_norm, vocab=vocab)
         for tr, hyps, n in zip(batch, results, src_len.tolist()):
             tr.hyps = [self._hyp(h, n, tr.caps) for h in hyps]
 
@@ -94,15 +101,19 @@ def check_precision(precision: str, device: torch.device) -> None:
 
 
 def load(model: str | Path | None = None, device: str = "auto",
-         precision: str = "fp32") -> Translator:
+         precision: str = "fp32", shortlist: bool = False) -> Translator:
     """Load a model directory or a shipped model by short name (None: the default model).
 
     ``device``: ``auto`` (CUDA when present, else the CPU), ``cpu``, ``cuda``, ``cuda:N``
     (:func:`seqattn.device.pick_device`). ``precision`` bf16 (or fp16 on CUDA) decodes with
     autocast: faster, with scores that differ from fp32 in the third decimal and now and then
-    a different translation."""
+    a different translation. ``shortlist``: decode over the candidate pieces of the model's
+    vocabulary shortlist (``seqattn shortlist``; :mod:`seqattn.shortlist`) only."""
     dev = pick_device(device)  # before the (slow) load
     path = resolve_model(model)
     check_precision(precision, dev)
-    return Translator(load_model_dir(path, device=str(dev)), device=str(dev),
-                      precision=precision)
+    loaded = load_model_dir(path, device=str(dev))
+    short = None
+    if shortlist:
+        short = load_shortlist(path, len(loaded.src_vocab), len(loaded.tgt_vocab))
+    return Translator(loaded, device=str(dev), precision=precision, shortlist=short)

@@ -159,6 +159,30 @@ def test_bf16_decodes_in_bfloat16_and_stays_close_to_fp32(tiny_model):
     torch.testing.assert_close(fb.words, fa.words, atol=0.03, rtol=0)
 
 
+@pytest.mark.parametrize("avx2, avx512_bf16, amx, slow", [
+    (True, False, False, True),     # an AVX2 x86 CPU: bfloat16 is emulated
+    (True, True, False, False),     # AVX-512 BF16
+    (True, False, True, False),     # AMX
+    (False, False, False, False),   # not x86 (Arm): cannot be told, no warning
+])
+def test_bf16_on_a_cpu_without_bfloat16_instructions_warns(tiny_model, monkeypatch, caplog,
+                                                          avx2, avx512_bf16, amx, slow):
+    import torch
+
+    from seqattn.device import BF16_SLOW, slow_bf16
+
+    monkeypatch.setattr(torch.cpu, "_is_avx2_supported", lambda: avx2)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert slow_bf16(torch.device("cpu")) is slow
+    assert slow_bf16(torch.device("meta")) is False          # only the CPU is probed
+    with caplog.at_level("WARNING"):
+        seqattn.load(tiny_model, device="cpu", precision="bf16")
+        seqattn.load(tiny_model, device="cpu")               # fp32: never
+    warned = [r.getMessage() for r in caplog.records if r.getMessage() == BF16_SLOW]
+    assert len(warned) == (1 if slow else 0)
+
+
 def test_broken_model_directories(tiny_transformer, tmp_path, capsys):
     import shutil
 

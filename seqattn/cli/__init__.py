@@ -25,6 +25,7 @@ from seqattn.cli import (  # noqa: F401
     explain,
     export,
     serve,
+    shortlist,
     train,
     translate,
 )

@@ -154,6 +154,10 @@ def translate(
         help="fp32; bf16 runs the matrix products in bfloat16 (about twice as fast on CPUs "
              "with AVX-512 BF16, slower on others; scores differ slightly); fp16 on CUDA; "
              "CTranslate2 also int8 \\[default: fp32; CTranslate2: the export's].")] = None,
+    shortlist: Annotated[bool, typer.Option(
+        "--shortlist", help="Native engine: score only each batch's candidate pieces from the "
+                            "model's vocabulary shortlist (seqattn shortlist): faster, may "
+                            "change some translations.")] = False,
 ) -> None:
     """Translate sentences with a trained model, one output line per input line."""
     # Long for its option declarations only (Typer reads the signature); the body is short.
@@ -172,7 +176,7 @@ def translate(
 
         refuse_stdout_onto_inputs([("--input", input)])
     path = resolve_model(model)
-    engines = _Engines(path, native_or_ct2(path, engine), device, precision)
+    engines = _Engines(path, native_or_ct2(path, engine), device, precision, shortlist)
     # jsonl carries the alignment, except from a model without attention (translation only)
     need_attention = align or check or attention or (fmt is Format.jsonl and engines.attends())
     viewing = need_attention or any(x is not None for x in (layer, heads, shift_att, blend))
@@ -223,8 +227,15 @@ class _Engines:
     copied numbers), the native model for one forced pass over its output: loaded once, on
     first need, so plain text through CTranslate2 never imports torch."""
 
-    def __init__(self, path: Any, which: str, device: str, precision: str | None):
+    def __init__(self, path: Any, which: str, device: str, precision: str | None,
+                 shortlist: bool = False):
+        from seqattn.errors import UsageError
+
+        if shortlist and which != "native":
+            raise UsageError("--shortlist is for the native engine: add --engine native (a "
+                             "CTranslate2 export decodes over the whole vocabulary)")
         self.path, self.which, self.device, self.precision = path, which, device, precision
+        self.shortlist = shortlist
         self._native: Any = None
         self._decoder: Any = None
         self._warned = False
@@ -245,8 +256,10 @@ class _Engines:
             from seqattn.translate import load
 
             tune_cpu()
-            precision = self.precision if self.which == "native" else None
-            self._native = load(self.path, device=self.device, precision=precision or "fp32")
+            native = self.which == "native"
+            precision = self.precision if native else None
+            self._native = load(self.path, device=self.device, precision=precision or "fp32",
+                                shortlist=self.shortlist and native)
         return self._native
 
     def attends(self) -> bool:

@@ -6,7 +6,9 @@ finished hypothesis Y is ranked by ``log P(Y) / lp(Y)`` with
 penalty off), or ``|Y| ** alpha`` with ``norm="power"``. A sentence is done once ``beam_size``
 hypotheses have finished (as in fairseq), or
 at its maximum length, where end-of-sentence is forced. End-of-sentence is forbidden before
-``min_len`` tokens.
+``min_len`` tokens. With ``vocab`` (a vocabulary shortlist, :mod:`seqattn.shortlist`)
+only those pieces are scored: the output layer projects onto their rows and the softmax
+normalises over them.
 """
 
 from __future__ import annotations
@@ -14,9 +16,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from seqattn.models import BOS_ID, EOS_ID, Seq2Seq
+from seqattn.shortlist import output_rows
 
 
 @dataclass
@@ -51,19 +55,27 @@ class _Step:
 @torch.no_grad()
 def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
                 max_len: Tensor | int, n_best: int = 1, min_len: int = 0, alpha: float = 0.0,
-                keep_weights: bool = True, norm: str = "gnmt") -> list[list[Hypothesis]]:
+                keep_weights: bool = True, norm: str = "gnmt",
+                vocab: Tensor | None = None) -> list[list[Hypothesis]]:
     """The ``n_best`` best hypotheses of every sentence, best first.
 
     ``max_len`` (an int or a (B,) tensor) bounds the tokens before end-of-sentence. A sentence
-    leaves the batch as soon as it is done, so the rest decode without its rows.
+    leaves the batch as soon as it is done, so the rest decode without its rows. ``vocab``: the
+    only target ids the search may choose (sorted, end-of-sentence among them), or None for all.
 
     Shapes:
-        src: (B, S) long; src_pad: (B, S) bool, True = padding
+        src: (B, S) long; src_pad: (B, S) bool, True = padding; vocab: (V',) long
     """
     B, K = src.size(0), beam_size
     if n_best > K:
         raise ValueError(f"n_best ({n_best}) cannot exceed beam_size ({K})")
     dev = src.device
+    eos, rows_of = EOS_ID, None
+    if vocab is not None:  # column of eos among the shortlist's, and their output rows
+        where = (vocab == EOS_ID).nonzero()
+        if where.numel() != 1:
+            raise ValueError("a vocabulary shortlist must hold end-of-sentence once")
+        eos, rows_of = int(where[0, 0]), output_rows(model.output_layer(), vocab)
     max_len = torch.as_tensor(max_len, device=dev).expand(B).long()             # (B,)
     sent = torch.arange(B, device=dev)                  # (A,) the sentences still decoding
     memory = model.encode(src, src_pad)                 # B rows until the first step is done
@@ -78,15 +90,20 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
     # the K best other extensions of the rest alive, reorder the state
     for t in range(int(max_len.max()) + 1):
         A = sent.numel()
-        logits, state, w = model.step(prev, state, memory)     # (A*K, V), _, (A*K, L, H, S)
+        logits, state, w = model.step(prev, state, memory,     # (A*K, V), _, (A*K, L, H, S)
+                                      project=rows_of is None)
+        if rows_of is not None:                                # the shortlist's columns only
+            logits = F.linear(logits, *rows_of)                                 # (A*K, V')
         if t == 0:  # the K beams of a sentence are identical so far: one row was decoded
             rows = sent.repeat_interleave(K)                                    # (B*K,)
             logits, w, state, memory = logits[rows], w[rows], state.select(rows), \
                 memory.select(rows)
         log_probs = logits.float().log_softmax(dim=-1)                          # (A*K, V)
-        eos_lp = log_probs[:, EOS_ID].clone()                                   # (A*K,)
-        _constrain(log_probs, t, min_len, max_len[sent], K)
+        eos_lp = log_probs[:, eos].clone()                                      # (A*K,)
+        _constrain(log_probs, t, min_len, max_len[sent], K, eos)
         top_scores, top_beam, top_tok, top_lp = _best_extensions(scores, log_probs, K)
+        if vocab is not None:                                  # columns -> vocabulary ids
+            top_tok = vocab[top_tok]
         is_eos = (top_tok == EOS_ID) & torch.isfinite(top_scores)
         take = is_eos[:, :K].nonzero()                                         # (F, 2)
         if take.numel():
@@ -134,16 +151,17 @@ def _best_extensions(scores: Tensor, log_probs: Tensor,
     return top_scores, top_idx // C, top_tok, row_lp.gather(1, top_idx)
 
 
-def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int) -> None:
-    """In place: no eos before ``min_len`` tokens; only eos once a sentence reaches its
-    ``max_len`` (with its model log-probability)."""
-    eos = log_probs[:, EOS_ID].clone()                                          # (A*K,)
+def _constrain(log_probs: Tensor, t: int, min_len: int, max_len: Tensor, K: int,
+               eos: int = EOS_ID) -> None:
+    """In place: no eos (column ``eos``) before ``min_len`` tokens; only eos once a sentence
+    reaches its ``max_len`` (with its model log-probability)."""
+    eos_lp = log_probs[:, eos].clone()                                          # (A*K,)
     if t < min_len:
-        log_probs[:, EOS_ID] = float("-inf")
+        log_probs[:, eos] = float("-inf")
     at_end = (t >= max_len).repeat_interleave(K)                                # (A*K,)
     if bool(at_end.any()):
         log_probs[at_end] = float("-inf")
-        log_probs[:, EOS_ID] = torch.where(at_end, eos, log_probs[:, EOS_ID])
+        log_probs[:, eos] = torch.where(at_end, eos_lp, log_probs[:, eos])
 
 
 def _finish(finished: list[list[Hypothesis]], sentences: list[int], rows: Tensor,

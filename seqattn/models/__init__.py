@@ -6,7 +6,8 @@ alignment never need to know which class they hold:
 - ``forward(src, src_pad, tgt_in, need_weights=False) -> (logits, weights | None)``: teacher
   forcing over a whole target prefix (training, forced alignment). Logits are raw.
 - ``encode(src, src_pad) -> Memory``, ``init_state(memory) -> State`` and
-  ``step(prev_tokens, state, memory) -> (logits, state, weights)``: one token at a time.
+  ``step(prev_tokens, state, memory, project=True) -> (logits, state, weights)``: one token
+  at a time.
 
 Attention weights always have the shape (B, L, H, ...): L = 1, H = 1 for the RNNs, and
 L = decoder layers, H = heads (cross-attention) for the Transformer. ``Memory`` and ``State``
@@ -71,7 +72,9 @@ class Seq2Seq(Protocol[MemoryT, StateT]):
             with project=False the features (B, T, F) that output_layer() turns into logits
         encode: src (B, S), src_pad (B, S) -> Memory
         init_state: Memory -> State (nothing decoded yet; the first step gets bos)
-        step: prev_tokens (B,) long -> logits (B, V), State, weights (B, L, H, S)
+        step: prev_tokens (B,) long -> logits (B, V), State, weights (B, L, H, S); with
+            project=False the features (B, F) instead of logits (a vocabulary shortlist
+            projects them onto some rows of output_layer())
         hidden_states: src, src_pad, tgt_in as forward -> encoder output (B, S, De), every
             decoder layer's output (B, Ld, T, D); with a list, forward's weights appended per
             layer, each (B, H, T, S) (what the full-context aligner reads)
@@ -90,8 +93,8 @@ class Seq2Seq(Protocol[MemoryT, StateT]):
 
     def init_state(self, memory: MemoryT) -> StateT: ...
 
-    def step(self, prev_tokens: Tensor, state: StateT,
-             memory: MemoryT) -> tuple[Tensor, StateT, Tensor]: ...
+    def step(self, prev_tokens: Tensor, state: StateT, memory: MemoryT,
+             project: bool = True) -> tuple[Tensor, StateT, Tensor]: ...
 
     #: the longest source (pieces, without eos) the encoder takes
     max_source_len: int

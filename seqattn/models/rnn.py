@@ -266,13 +266,15 @@ class BahdanauDecoder(nn.Module):
         states, _, weights = self._teacher(self.dropout(self.embed(tgt_in)), memory)
         return states, weights
 
-    def step(self, prev_tokens: Tensor, state: RNNState,
-             memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
-        """Shapes: prev_tokens (B,) -> logits (B, V), state, weights (B, S)."""
+    def step(self, prev_tokens: Tensor, state: RNNState, memory: RNNMemory,
+             project: bool = True) -> tuple[Tensor, RNNState, Tensor]:
+        """Shapes: prev_tokens (B,) -> logits (B, V) (the maxout features (B, H) unless
+        ``project``), state, weights (B, S)."""
         emb = self.dropout(self.embed(prev_tokens))                 # (B, E)
         hidden, cell = _unstack(state)
         context, weights, hidden, cell = self._advance(emb, hidden, cell, memory)
-        logits = self._readout(hidden[-1].unsqueeze(1), emb.unsqueeze(1), context.unsqueeze(1))
+        logits = self._readout(hidden[-1].unsqueeze(1), emb.unsqueeze(1), context.unsqueeze(1),
+                               project)
         return logits.squeeze(1), _stack(hidden, cell, None), weights
 
 
@@ -401,14 +403,16 @@ class LuongDecoder(nn.Module):
         below = [torch.stack(layer, dim=1) for layer in zip(*lower)]  # L - 1 of (B, T, H)
         return torch.stack([*below, out], dim=1), w_all             # (B, L, T, H), (B, T, S)
 
-    def step(self, prev_tokens: Tensor, state: RNNState,
-             memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
-        """Shapes: prev_tokens (B,) -> logits (B, V), state, weights (B, S)."""
+    def step(self, prev_tokens: Tensor, state: RNNState, memory: RNNMemory,
+             project: bool = True) -> tuple[Tensor, RNNState, Tensor]:
+        """Shapes: prev_tokens (B,) -> logits (B, V) (the attentional state (B, H) unless
+        ``project``), state, weights (B, S)."""
         emb = self.dropout(self.embed(prev_tokens))                 # (B, E)
         hidden, cell = _unstack(state)
         attn_h, weights, hidden, cell = self._advance(emb, hidden, cell, state.feed, memory)
         feed = attn_h if self.input_feeding else None
-        return self.out(self.dropout(attn_h)), _stack(hidden, cell, feed), weights
+        features = self.dropout(attn_h)
+        return (self.out(features) if project else features), _stack(hidden, cell, feed), weights
 
 
 class RNNSeq2Seq(nn.Module):
@@ -437,16 +441,16 @@ class RNNSeq2Seq(nn.Module):
     def init_state(self, memory: RNNMemory) -> RNNState:
         return self.decoder.init_state(memory)
 
-    def step(self, prev_tokens: Tensor, state: RNNState,
-             memory: RNNMemory) -> tuple[Tensor, RNNState, Tensor]:
+    def step(self, prev_tokens: Tensor, state: RNNState, memory: RNNMemory,
+             project: bool = True) -> tuple[Tensor, RNNState, Tensor]:
         """One decoding step.
 
         Shapes:
             prev_tokens: (B,) long
-            returns: logits (B, V), new state, weights (B, 1, 1, S) ((B, 0, 1, S) without
-            attention: zero layers)
+            returns: logits (B, V) (the features ``output_layer()`` reads unless ``project``),
+            new state, weights (B, 1, 1, S) ((B, 0, 1, S) without attention: zero layers)
         """
-        logits, state, weights = self.decoder.step(prev_tokens, state, memory)
+        logits, state, weights = self.decoder.step(prev_tokens, state, memory, project)
         if not self.attends:                                        # (B, 0, S)
             return logits, state, weights[:, :, None]               # (B, V), _, (B, 0, 1, S)
         return logits, state, weights[:, None, None]                # (B, V), _, (B, 1, 1, S)

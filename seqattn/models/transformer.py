@@ -294,18 +294,19 @@ class TransformerSeq2Seq(nn.Module):
         return logits, TransformerState(state.self_k, state.self_v, past + T,
                                         state.frontier), stacked
 
-    def step(self, prev_tokens: Tensor, state: TransformerState,
-             memory: TransformerMemory) -> tuple[Tensor, TransformerState, Tensor]:
+    def step(self, prev_tokens: Tensor, state: TransformerState, memory: TransformerMemory,
+             project: bool = True) -> tuple[Tensor, TransformerState, Tensor]:
         """One decoding step: one new position, attending to the cached prefix. The cache is
         written in place, so it is for decoding without gradients (not for backpropagating
         through several steps).
 
         Shapes:
             prev_tokens: (B,) long
-            returns: logits (B, V), state with one more position, weights (B, L, nh, S)
+            returns: logits (B, V) (features (B, D) unless ``project``), state with one more
+            position, weights (B, L, nh, S)
         """
         x = self._embed(prev_tokens.unsqueeze(1), self.tgt_embed, offset=state.length)
-        logits, new, weights = self._decode(x, state, memory, need_weights=True)
+        logits, new, weights = self._decode(x, state, memory, need_weights=True, project=project)
         assert new is not None and weights is not None
         state = new
         return logits.squeeze(1), state, weights.squeeze(3)        # (B, V), _, (B, L, nh, S)

@@ -31,7 +31,7 @@ from seqattn.align.settings import AlignmentSettings
 from seqattn.batching import bucket_batches
 from seqattn.config import Config, dump_config, load_config
 from seqattn.data import iterate_batches, lengths
-from seqattn.device import pick_device
+from seqattn.device import BF16_SLOW, pick_device, slow_bf16
 from seqattn.errors import ConfigError, DataError, Terminated
 from seqattn.textio import atomic_write
 from seqattn.train.distributed import barrier, distributed
@@ -226,6 +226,8 @@ class _Run:
         amp = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.t.precision)
         # bf16 autocast on CPU too (fast where the CPU has AVX-512 BF16 or AMX); fp16: CUDA only
         self.amp_dtype = amp if dev.type == "cuda" or amp is torch.bfloat16 else None
+        if self.amp_dtype is torch.bfloat16 and workers.rank == 0 and slow_bf16(dev):
+            log.warning(BF16_SLOW)
         self.scaler = parts.scaler  # (fp16) its scale is saved with the training state
         self.per_step = self.t.accumulate * world
         self.guided = guided_view(cfg)
