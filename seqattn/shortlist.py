@@ -13,15 +13,16 @@ and the special pieces (unk, eos).
 **Used** by :func:`seqattn.decode.beam_search` (``vocab=``): the output layer projects onto the
 batch's candidates only, the softmax normalises over them, and the chosen columns are mapped back
 to vocabulary ids. Off by default: it changes the search (a piece outside the list can never be
-chosen), so its BLEU cost is measured before it is used (README, "Vocabulary shortlist").
+chosen, and a line's candidates are its whole batch's, so a translation may depend on the lines
+batched with it), so its BLEU cost is measured (README, "Performance").
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from seqattn.checkpoint import SHORTLIST
 from seqattn.errors import CheckpointError, UsageError
@@ -33,7 +34,7 @@ if TYPE_CHECKING:  # numpy and torch are imported where used: `seqattn --help` n
 
 PER_SOURCE = 20
 FREQUENT = 300
-_CHUNK = 20_000                       # sentence pairs counted at a time
+_CHUNK = 50_000                       # sentence pairs counted at a time
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Shortlist:
     always: np.ndarray
     target_size: int
     pairs: int           # sentence pairs counted
+    vocabularies: str = ""   # SHA-256 of the sentencepiece model(s) it was counted with
 
     def for_sources(self, src: Tensor) -> Tensor:
         """The sorted target ids a batch may produce: the union of its source pieces' candidates
@@ -72,12 +74,26 @@ class Shortlist:
 
         ids = np.int16 if self.target_size < 2**15 else np.int32
         blob = save({"candidates": self.candidates.astype(ids), "always": self.always.astype(ids)},
-                    metadata={"target_size": str(self.target_size), "pairs": str(self.pairs)})
+                    metadata={"target_size": str(self.target_size), "pairs": str(self.pairs),
+                              "vocabularies": self.vocabularies})
         atomic_write(path, lambda f: f.write(blob), binary=True)
 
 
+def vocabularies_hash(model_dir: Path) -> str:
+    """SHA-256 of a model directory's sentencepiece model(s): what a shortlist's ids mean."""
+    import hashlib
+
+    from seqattn.checkpoint import spm_paths
+
+    digest = hashlib.sha256()
+    for path in dict.fromkeys(spm_paths(Path(model_dir))):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def load_shortlist(model_dir: Path, src_size: int, tgt_size: int) -> Shortlist:
-    """The shortlist of a model directory, checked against the model's vocabularies."""
+    """The shortlist of a model directory, checked against the model's vocabularies (their
+    sizes and, for a shortlist that records it, their hash)."""
     import numpy as np
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
@@ -85,8 +101,9 @@ def load_shortlist(model_dir: Path, src_size: int, tgt_size: int) -> Shortlist:
     path = Path(model_dir) / SHORTLIST
     if not path.is_file():
         raise UsageError(f"'{model_dir}' has no vocabulary shortlist ({SHORTLIST}): build one "
-                         f"with seqattn shortlist {model_dir} --src SRC --tgt TGT (its training "
-                         "corpus), or leave out --shortlist")
+                         "with seqattn shortlist MODEL --src SRC --tgt TGT from its training "
+                         "corpus (of a shipped model: of a copy, seqattn export NAME DIR), or "
+                         "leave out --shortlist")
     try:
         from safetensors import safe_open
 
@@ -95,19 +112,25 @@ def load_shortlist(model_dir: Path, src_size: int, tgt_size: int) -> Shortlist:
         arrays = load_file(str(path))
         candidates, always = arrays["candidates"], arrays["always"]
         target_size, pairs = int(meta["target_size"]), int(meta["pairs"])
+        vocabularies = meta.get("vocabularies", "")
     except (SafetensorError, KeyError, ValueError, OSError) as e:
         raise CheckpointError(f"'{path}' is not a readable shortlist ({e}); build it again "
                               "with seqattn shortlist") from None
-    if (candidates.ndim != 2 or candidates.shape[0] != src_size or target_size != tgt_size
-            or always.ndim != 1 or int(candidates.max(initial=-1)) >= tgt_size
-            or int(always.max(initial=-1)) >= tgt_size or int(always.min(initial=0)) < 0):
+    integers = all(np.issubdtype(a.dtype, np.integer) for a in (candidates, always))
+    if (not integers or candidates.ndim != 2 or candidates.shape[0] != src_size
+            or target_size != tgt_size or always.ndim != 1
+            or int(candidates.max(initial=-1)) >= tgt_size
+            or int(always.max(initial=-1)) >= tgt_size or int(always.min(initial=0)) < 0
+            or not {UNK, EOS} <= set(always.tolist())
+            or (vocabularies and vocabularies != vocabularies_hash(model_dir))):
         raise CheckpointError(f"'{path}' does not fit this model's vocabularies "
                               f"({src_size} source, {tgt_size} target pieces); build it again "
                               "with seqattn shortlist")
-    return Shortlist(candidates.astype(np.int32), always.astype(np.int32), target_size, pairs)
+    return Shortlist(candidates.astype(np.int32), always.astype(np.int32), target_size, pairs,
+                     vocabularies)
 
 
-def check_sizes(per_source: int, frequent: int) -> None:
+def _check_sizes(per_source: int, frequent: int) -> None:
     if per_source < 1:
         raise UsageError(f"--per-source must be at least 1; got {per_source}")
     if frequent < 0:
@@ -122,7 +145,7 @@ def build_shortlist(pairs: Iterable[tuple[Sequence[int], Sequence[int]]], src_si
     lower target id."""
     import numpy as np
 
-    check_sizes(per_source, frequent)
+    _check_sizes(per_source, frequent)
     c_src = np.zeros(src_size, dtype=np.int64)
     c_tgt = np.zeros(tgt_size, dtype=np.int64)
     keys = np.zeros(0, dtype=np.int64)             # s * tgt_size + t, sorted, unique
@@ -141,13 +164,13 @@ def build_shortlist(pairs: Iterable[tuple[Sequence[int], Sequence[int]]], src_si
         keys = merged
         chunk.clear()
 
-    for src, tgt in pairs:
+    for line, (src, tgt) in enumerate(pairs, start=1):
         s = np.unique(np.asarray(src, dtype=np.int64))
         t = np.unique(np.asarray(tgt, dtype=np.int64))
         if s.size == 0 or t.size == 0:
             continue
         if s[0] < 0 or s[-1] >= src_size or t[0] < 0 or t[-1] >= tgt_size:
-            raise UsageError(f"pair {n + 1}: an id outside the vocabularies "
+            raise UsageError(f"pair {line}: an id outside the vocabularies "
                              f"({src_size} source, {tgt_size} target pieces)")
         n += 1
         c_src[s] += 1
@@ -173,14 +196,6 @@ def build_shortlist(pairs: Iterable[tuple[Sequence[int], Sequence[int]]], src_si
     return Shortlist(candidates, always, tgt_size, n)
 
 
-def output_rows(layer: Any, vocab: Tensor) -> tuple[Tensor, Tensor | None]:
-    """The rows of an output layer (``nn.Linear``) for the ids ``vocab``: weight (V', F) and
-    bias (V',) or None."""
-    weight = layer.weight.index_select(0, vocab)
-    bias = None if layer.bias is None else layer.bias.index_select(0, vocab)
-    return weight, bias
-
-
 def shortlist_from_files(model_dir: Path, src: Path, tgt: Path, per_source: int = PER_SOURCE,
                          frequent: int = FREQUENT) -> Shortlist:
     """:func:`build_shortlist` over two line-aligned files, encoded with the model directory's
@@ -191,7 +206,6 @@ def shortlist_from_files(model_dir: Path, src: Path, tgt: Path, per_source: int 
     from seqattn.textio import file_pairs
     from seqattn.vocab import Vocab
 
-    check_sizes(per_source, frequent)
     src_spm, tgt_spm = spm_paths(Path(model_dir))
     src_vocab = Vocab(src_spm)
     tgt_vocab = src_vocab if tgt_spm == src_spm else Vocab(tgt_spm)
@@ -202,4 +216,5 @@ def shortlist_from_files(model_dir: Path, src: Path, tgt: Path, per_source: int 
             yield from zip(src_vocab.encode([s for s, _ in block]),
                            tgt_vocab.encode([t for _, t in block]))
 
-    return build_shortlist(encoded(), len(src_vocab), len(tgt_vocab), per_source, frequent)
+    built = build_shortlist(encoded(), len(src_vocab), len(tgt_vocab), per_source, frequent)
+    return replace(built, vocabularies=vocabularies_hash(Path(model_dir)))

@@ -102,11 +102,14 @@ def test_beam_over_a_shortlist_equals_beam_with_the_rest_masked(tiny_model):
     src, src_pad = pad_sources(tr.src_vocab.encode(lines))
     V = tr.model.output_layer().weight.size(0)
     vocab = torch.tensor(sorted({UNK, EOS, *random.Random(0).sample(range(4, V), 40)}))
-    short = beam_search(tr.model, src, src_pad, 3, 8, n_best=2, alpha=0.6, vocab=vocab)
-    masked = beam_search(_Masked(tr.model, vocab), src, src_pad, 3, 8, n_best=2, alpha=0.6)
+    short = beam_search(tr.model, src, src_pad, 3, 8, n_best=2, alpha=0.6, min_len=3,
+                        vocab=vocab)
+    masked = beam_search(_Masked(tr.model, vocab), src, src_pad, 3, 8, n_best=2, alpha=0.6,
+                         min_len=3)
     full = beam_search(tr.model, src, src_pad, 3, 8, n_best=2, alpha=0.6)
     allowed = set(vocab.tolist())
     for a, b in zip(short, masked):
+        assert all(len(h.tokens) > 3 for h in a)              # min_len on the eos column
         assert [h.tokens for h in a] == [h.tokens for h in b]
         assert [h.score for h in a] == pytest.approx([h.score for h in b], abs=1e-5)
         assert all(set(h.tokens) <= allowed for h in a)
@@ -150,9 +153,6 @@ def test_cli_builds_uses_and_exports_a_shortlist(model_copy, tmp_path, capsys):
     allowed = set(short.always.tolist()) | set(short.candidates[sources].reshape(-1).tolist())
     produced = {tr.tgt_vocab.sp.piece_to_id(p) for out in outs for p in out.hyps[0].pieces}
     assert produced and produced <= allowed
-    unrestricted = {tr.tgt_vocab.sp.piece_to_id(p) for out in seqattn.load(model_copy).translate(
-        lines, beam=3, max_len=8, split_sentences=False) for p in out.hyps[0].pieces}
-    assert unrestricted - allowed                             # the list did restrict
     # --force rebuilds it (other sizes)
     assert run(["-q", "shortlist", str(model_copy), "--src", str(src), "--tgt", str(tgt),
                 "--per-source", "7", "--force"]) == 0
@@ -214,10 +214,38 @@ def test_translate_shortlist_without_one_or_through_ctranslate2(model_copy, tmp_
     assert len(err) == 1 and "--shortlist is for the native engine" in err[0]
 
 
+def test_a_shipped_model_is_never_changed(capsys):
+    from seqattn.shipped import resolve_model
+
+    shipped = resolve_model("en-de") / SHORTLIST
+    before = shipped.read_bytes()
+    assert run(["shortlist", "en-de", "--src", str(SAMPLE / "train.en"), "--tgt",
+                str(SAMPLE / "train.de"), "--force"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is a shipped model and is never changed" in err[0]
+    assert shipped.read_bytes() == before
+
+
+def test_the_shipped_en_de_shortlist_translates():
+    tr = seqattn.load("en-de", device="cpu", shortlist=True)
+    assert tr.shortlist is not None and tr.shortlist.pairs == 29000
+    (out,) = tr.translate(["A dog runs in the park."], beam=5)
+    assert out.text and out.hyps[0].score < 0
+
+
 def test_a_shortlist_of_another_vocabulary_is_refused(model_copy):
     vocab = seqattn.load(model_copy).src_vocab
     V = len(vocab)
     Shortlist(torch.zeros(V + 1, 2).int().numpy(), torch.tensor([3]).int().numpy(), V,
+              1).save(model_copy / SHORTLIST)
+    with pytest.raises(CheckpointError, match="does not fit this model's vocabularies"):
+        load_shortlist(model_copy, V, V)
+    # the right sizes, but counted with another sentencepiece model (its hash), or no eos
+    Shortlist(torch.zeros(V, 2).int().numpy(), torch.tensor([1, 3]).int().numpy(), V, 1,
+              "0" * 64).save(model_copy / SHORTLIST)
+    with pytest.raises(CheckpointError, match="does not fit this model's vocabularies"):
+        load_shortlist(model_copy, V, V)
+    Shortlist(torch.zeros(V, 2).int().numpy(), torch.tensor([1]).int().numpy(), V,
               1).save(model_copy / SHORTLIST)
     with pytest.raises(CheckpointError, match="does not fit this model's vocabularies"):
         load_shortlist(model_copy, V, V)

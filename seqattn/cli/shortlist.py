@@ -38,18 +38,23 @@ def shortlist(
     force: Annotated[bool, typer.Option(
         "--force", help="Replace the model's shortlist if it has one.")] = False,
 ) -> None:
-    """Build a model's vocabulary shortlist from a parallel corpus: for every source piece, the
-    target pieces that co-occur with it most (Dice coefficient over sentence pairs), plus the
-    most frequent target pieces. translate --shortlist then scores only a batch's candidates.
-    Written to MODEL/shortlist.safetensors (copied by seqattn export)."""
+    """Build a model's vocabulary shortlist from its training corpus, for translate --shortlist.
+
+    For every source piece it keeps the target pieces that co-occur with it most (Dice
+    coefficient over sentence pairs), plus the most frequent target pieces; translate
+    --shortlist then scores only a batch's candidates. Written to MODEL/shortlist.safetensors
+    (seqattn export copies it with the native weights); a shipped model is never changed.
+    """
     from seqattn.checkpoint import SHORTLIST
     from seqattn.cli.output import refuse_overwriting_inputs
     from seqattn.errors import UsageError
-    from seqattn.shipped import resolve_model
-    from seqattn.shortlist import check_sizes, shortlist_from_files
+    from seqattn.shipped import is_shipped, resolve_model
+    from seqattn.shortlist import shortlist_from_files
 
-    check_sizes(per_source, frequent)
     path = resolve_model(model)
+    if is_shipped(path):
+        raise UsageError(f"'{path}' is a shipped model and is never changed; copy it first "
+                         f"(seqattn export {model} DIR) and build the shortlist of DIR")
     out = path / SHORTLIST
     for flag, given in (("--src", src), ("--tgt", tgt)):
         if not given.is_file():

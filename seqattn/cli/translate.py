@@ -184,8 +184,10 @@ def translate(
     view = engines.view(layer, heads, shift_att, blend) if viewing else None
     lines = iter(text) if text else _read(input or "-")
     # typed at a terminal: answer each line at once (a pipe or file is read in windows of up
-    # to 1,024 lines, sorted by length into batches: the longer the window, the less padding)
+    # to 1,024 lines, sorted by length into batches: the longer the window, the less padding;
+    # 256 when every hypothesis keeps its attention until its window is written)
     interactive = not text and input in (None, "-") and sys.stdin.isatty()
+    window = 256 if need_attention else 1024
     table_console = None
     if align:
         table_console = out_console() if (fmt is Format.text and sys.stdout.isatty()) \
@@ -194,7 +196,7 @@ def translate(
                              min_len=min_len, max_len=max_len, length_norm=length_norm,
                              max_output_len=max_output_len, batch_size=batch_size,
                              batch_tokens=batch_tokens, attention=need_attention,
-                             chunk=1 if interactive else max(1, min(1024, batch_tokens // 4)),
+                             chunk=1 if interactive else max(1, min(window, batch_tokens // 4)),
                              split_sentences=split, fold_caps=caps)
     warn_numbers = copy_numbers and not engines.attends()   # said once, at the first number
     repro = None

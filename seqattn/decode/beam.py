@@ -20,7 +20,6 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from seqattn.models import BOS_ID, EOS_ID, Seq2Seq
-from seqattn.shortlist import output_rows
 
 
 @dataclass
@@ -75,7 +74,9 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
         where = (vocab == EOS_ID).nonzero()
         if where.numel() != 1:
             raise ValueError("a vocabulary shortlist must hold end-of-sentence once")
-        eos, rows_of = int(where[0, 0]), output_rows(model.output_layer(), vocab)
+        layer = model.output_layer()                       # its rows of the shortlist's ids
+        bias = None if layer.bias is None else layer.bias.index_select(0, vocab)
+        eos, rows_of = int(where[0, 0]), (layer.weight.index_select(0, vocab), bias)
     max_len = torch.as_tensor(max_len, device=dev).expand(B).long()             # (B,)
     sent = torch.arange(B, device=dev)                  # (A,) the sentences still decoding
     memory = model.encode(src, src_pad)                 # B rows until the first step is done
@@ -90,10 +91,11 @@ def beam_search(model: Seq2Seq, src: Tensor, src_pad: Tensor, beam_size: int,
     # the K best other extensions of the rest alive, reorder the state
     for t in range(int(max_len.max()) + 1):
         A = sent.numel()
-        logits, state, w = model.step(prev, state, memory,     # (A*K, V), _, (A*K, L, H, S)
-                                      project=rows_of is None)
-        if rows_of is not None:                                # the shortlist's columns only
-            logits = F.linear(logits, *rows_of)                                 # (A*K, V')
+        if rows_of is None:
+            logits, state, w = model.step(prev, state, memory)  # (A*K, V), _, (A*K, L, H, S)
+        else:                                                   # the shortlist's columns only
+            features, state, w = model.step(prev, state, memory, project=False)
+            logits = F.linear(features, *rows_of)                               # (A*K, V')
         if t == 0:  # the K beams of a sentence are identical so far: one row was decoded
             rows = sent.repeat_interleave(K)                                    # (B*K,)
             logits, w, state, memory = logits[rows], w[rows], state.select(rows), \
