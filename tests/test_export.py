@@ -97,3 +97,11 @@ def seqattn_translates(model_dir) -> bool:
     import seqattn
 
     return len(seqattn.load(model_dir).translate(["A dog runs."], beam=1)) == 1
+
+
+def test_export_says_what_it_wrote_unless_quiet(tiny_transformer, tmp_path, capsys):
+    assert run(["-q", "export", str(tiny_transformer), str(tmp_path / "a")]) == 0
+    assert capsys.readouterr().err == ""
+    assert run(["export", str(tiny_transformer), str(tmp_path / "b")]) == 0
+    err = capsys.readouterr().err
+    assert f"exported {tiny_transformer} → {tmp_path / 'b'}" in err and "MiB" in err

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
 import typer
 
-from seqattn.cli.app import app, err_console
+from seqattn.cli.app import app
+
+log = logging.getLogger("seqattn.cli")
 
 EXAMPLES = """
 [bold]Examples[/bold]
@@ -66,4 +69,4 @@ def export(
         parts.append(f"CTranslate2 {dtype}, {ct2:.1f} MiB")
     if average:
         parts.append(f"mean of {average} checkpoints")
-    err_console().print(f"exported {source} → {done} ({size:.1f} MiB; {'; '.join(parts)})")
+    log.info("exported %s → %s (%.1f MiB; %s)", source, done, size, "; ".join(parts))
