@@ -153,6 +153,15 @@ def spm_paths(model_dir: Path) -> tuple[Path, Path]:
                           f"{SRC_SPM} and {TGT_SPM})")
 
 
+def load_vocabs(model_dir: Path) -> tuple[Any, Any]:
+    """The (source, target) :class:`seqattn.vocab.Vocab` of a directory (one object if joint)."""
+    from seqattn.vocab import Vocab
+
+    src_path, tgt_path = spm_paths(model_dir)
+    src_vocab = Vocab(src_path)
+    return src_vocab, src_vocab if tgt_path == src_path else Vocab(tgt_path)
+
+
 @dataclass
 class LoadedModel:
     """Everything needed to translate: the model in eval mode, its vocabularies and config."""
@@ -171,7 +180,6 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
     """Load a model directory written by ``seqattn train``."""
     from seqattn.config import load_config
     from seqattn.models import build_model
-    from seqattn.vocab import Vocab
 
     model_dir = Path(model_dir)
     if not model_dir.exists():
@@ -183,9 +191,7 @@ def load_model_dir(model_dir: str | Path, device: str = "cpu",
         cfg = load_config(model_dir / CONFIG)
     except ConfigError as e:
         raise CheckpointError(f"model directory '{model_dir}': {e}") from None
-    src_path, tgt_path = spm_paths(model_dir)
-    src_vocab = Vocab(src_path)
-    tgt_vocab = src_vocab if tgt_path == src_path else Vocab(tgt_path)
+    src_vocab, tgt_vocab = load_vocabs(model_dir)
     if (len(src_vocab), len(tgt_vocab)) != (meta.get("src_vocab"), meta.get("tgt_vocab")):
         raise CheckpointError(f"'{model_dir}': the sentencepiece models do not match the "
                               "vocabulary sizes the weights were trained with")

@@ -95,8 +95,7 @@ def load_shortlist(model_dir: Path, src_size: int, tgt_size: int) -> Shortlist:
     """The shortlist of a model directory, checked against the model's vocabularies (their
     sizes and, for a shortlist that records it, their hash)."""
     import numpy as np
-    from safetensors import SafetensorError
-    from safetensors.numpy import load_file
+    from safetensors import SafetensorError, safe_open
 
     path = Path(model_dir) / SHORTLIST
     if not path.is_file():
@@ -105,12 +104,9 @@ def load_shortlist(model_dir: Path, src_size: int, tgt_size: int) -> Shortlist:
                          "corpus (of a shipped model: of a copy, seqattn export NAME DIR), or "
                          "leave out --shortlist")
     try:
-        from safetensors import safe_open
-
         with safe_open(str(path), "np") as f:
             meta = f.metadata() or {}
-        arrays = load_file(str(path))
-        candidates, always = arrays["candidates"], arrays["always"]
+            candidates, always = f.get_tensor("candidates"), f.get_tensor("always")
         target_size, pairs = int(meta["target_size"]), int(meta["pairs"])
         vocabularies = meta.get("vocabularies", "")
     except (SafetensorError, KeyError, ValueError, OSError) as e:
@@ -202,13 +198,10 @@ def shortlist_from_files(model_dir: Path, src: Path, tgt: Path, per_source: int 
     sentencepiece model(s) 10,000 pairs at a time."""
     from itertools import islice
 
-    from seqattn.checkpoint import spm_paths
+    from seqattn.checkpoint import load_vocabs
     from seqattn.textio import file_pairs
-    from seqattn.vocab import Vocab
 
-    src_spm, tgt_spm = spm_paths(Path(model_dir))
-    src_vocab = Vocab(src_spm)
-    tgt_vocab = src_vocab if tgt_spm == src_spm else Vocab(tgt_spm)
+    src_vocab, tgt_vocab = load_vocabs(Path(model_dir))
 
     def encoded() -> Iterable[tuple[list[int], list[int]]]:
         lines = file_pairs(Path(src), Path(tgt))

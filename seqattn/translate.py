@@ -61,14 +61,14 @@ class Translator(LineTranslator):
         max_len = search.output_limit(src_len)             # (B,) never above max_output_len
         if self.model.max_target_len is not None:
             max_len = max_len.clamp(max=self.model.max_target_len)
-        src = src.to(self.device)
         vocab = None if self.shortlist is None else self.shortlist.for_sources(src)
         with self.autocast():
-            results = beam_search(self.model, src, src_pad.to(self.device),
+            results = beam_search(self.model, src.to(self.device), src_pad.to(self.device),
                                   search.beam_size, max_len.to(self.device),
                                   n_best=search.n_best, min_len=search.min_len,
                                   alpha=search.length_penalty, keep_weights=attention,
-                                  norm=search.length_norm, vocab=vocab)
+                                  norm=search.length_norm,
+                                  vocab=None if vocab is None else vocab.to(self.device))
         for tr, hyps, n in zip(batch, results, src_len.tolist()):
             tr.hyps = [self._hyp(h, n, tr.caps) for h in hyps]
 

@@ -22,14 +22,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from seqattn.checkpoint import CONFIG, CT2_DIR, spm_paths
+from seqattn.checkpoint import CONFIG, CT2_DIR, load_vocabs
 from seqattn.config import load_config
 from seqattn.engines.ct2_convert import QUANTIZATIONS
 from seqattn.errors import CheckpointError, UsageError
 from seqattn.lines import Hyp, LineTranslator, Translation
 from seqattn.sentences import restore_caps
 from seqattn.textio import language_of
-from seqattn.vocab import Vocab, group_pieces
+from seqattn.vocab import group_pieces
 
 if TYPE_CHECKING:
     from seqattn.config import DecodeConfig
@@ -58,9 +58,7 @@ class CT2Translator(LineTranslator):
                                   f"({CT2_DIR}/): export one with seqattn export --format "
                                   "ctranslate2")
         self.cfg = load_config(self.path / CONFIG)
-        src, tgt = spm_paths(self.path)
-        src_vocab = Vocab(src)
-        self.tgt_vocab = src_vocab if tgt == src else Vocab(tgt)
+        src_vocab, self.tgt_vocab = load_vocabs(self.path)
         self.src_sp = src_vocab.sp
         self.max_source_pieces = self.cfg.model.max_positions - 1
         self.max_target_len = self.cfg.model.max_positions - 1

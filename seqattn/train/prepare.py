@@ -138,10 +138,8 @@ def prepare_data(cfg: Config, out: Path,
         check_pharaoh(links_file, n_src)          # one pass now; read again as it is encoded
         word_links = iter_pharaoh(links_file)
     prepare_vocab(cfg, out, paths["train_src"], paths["train_tgt"])
-    src_path, tgt_path = ckpt.spm_paths(out)
-    src_vocab = Vocab(src_path)
-    tgt_vocab = src_vocab if src_path == tgt_path else Vocab(tgt_path)
-    vocab_files = sorted({src_path, tgt_path})
+    src_vocab, tgt_vocab = ckpt.load_vocabs(out)
+    vocab_files = sorted({src_vocab.path, tgt_vocab.path})
     def told(name: str, total: int) -> Callable[[int], None] | None:
         return None if encoding is None else (lambda done: encoding(name, done, total))
 
